@@ -1,0 +1,3 @@
+from acdbridge.cli import main
+
+raise SystemExit(main())
