@@ -1,0 +1,375 @@
+"""Traffic scenarios for the lab: parsing, validation and the call plan. Pure code: no I/O
+except reading the file, no clock, randomness only from the scenario's seed.
+
+A scenario (TOML or JSON) names queues, agents and callers:
+
+    name = "mixed"
+    seed = 7
+    max_duration_s = 180          # hard bound for the whole run
+
+    [queues.water]
+    dial = "6000"                 # the DID in the [inbound] context
+    max_wait_s = 60               # Queue() timeout: EXITWITHTIMEOUT after this
+    talk_s = { min = 4, max = 8 } # a number, {min, max} (uniform) or {mean[, max]} (exponential)
+
+    [[agents]]
+    id = "9001"                   # Local/9001@lab-agents/n; sipp agents use a PJSIP endpoint 1001-1010
+    kind = "local"                # "local" (cheap, for volume) or "sipp" (a real SIP softphone)
+    queues = ["water"]
+    ring_delay_s = 1.5            # seconds of ringing before answering; "never" = ring-no-answer
+    after_talk = { agent_hangs_up = 2, caller_hangs_up = 1, blind_transfer = 1 }   # weights
+    transfer_to = "broadband"     # the queue a transfer goes to
+
+    [arrivals]                    # optional: Poisson arrivals
+    rate_per_min = 12
+    duration_s = 60
+    queues = { water = 3, broadband = 1 }   # weights
+    patience_s = { min = 5, max = 60 }       # how long a caller waits before hanging up
+
+    [[calls]]                     # optional: explicit calls, on top of the arrivals
+    at_s = 0.0
+    queue = "water"
+    patience_s = 2                # hangs up after 2 s if still waiting: a short abandon
+    action = "attended_transfer"  # overrides the answering agent's after_talk choice
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from acdbridge.errors import ScenarioError
+
+Action = Literal["agent_hangs_up", "caller_hangs_up", "blind_transfer", "attended_transfer"]
+ACTIONS: tuple[Action, ...] = ("agent_hangs_up", "caller_hangs_up", "blind_transfer", "attended_transfer")
+AgentKind = Literal["local", "sipp"]
+SIPP_AGENT_IDS = tuple(str(n) for n in range(1001, 1011))  # the PJSIP endpoints in pjsip.conf
+# Caller names in several scripts: the hotlines serve Mandarin and Spanish speakers.
+DEFAULT_NAMES = ("王小明", "José Núñez", "Li Na", "María Peña", "张伟", "Jürgen Müller", "Ana Gómez", "陈静")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A duration in seconds: constant, uniform(min, max) or exponential(mean) capped at max."""
+
+    kind: Literal["const", "uniform", "exp"]
+    a: float
+    b: float = 0.0
+
+    def sample(self, rng: random.Random) -> float:
+        if self.kind == "const":
+            return self.a
+        if self.kind == "uniform":
+            return rng.uniform(self.a, self.b)
+        value = rng.expovariate(1.0 / self.a)
+        return min(value, self.b) if self.b > 0 else value
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    dial: str
+    max_wait_s: float
+    talk_s: Dist
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    id: str
+    kind: AgentKind
+    name: str
+    queues: tuple[str, ...]
+    ring_delay_s: float | None  # None: never answers
+    after_talk: tuple[tuple[Action, float], ...]
+    transfer_to: str | None
+
+    @property
+    def interface(self) -> str:
+        return f"Local/{self.id}@lab-agents/n" if self.kind == "local" else f"PJSIP/{self.id}"
+
+    def choose_action(self, rng: random.Random) -> Action:
+        actions = [a for a, _ in self.after_talk]
+        weights = [w for _, w in self.after_talk]
+        return rng.choices(actions, weights)[0]
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    at_s: float
+    queue: str
+    patience_s: float
+    talk_s: float | None = None
+    action: Action | None = None
+    max_wait_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    seed: int
+    max_duration_s: float
+    queues: Mapping[str, QueueSpec]
+    agents: tuple[AgentSpec, ...]
+    calls: tuple[CallSpec, ...]  # explicit and generated, sorted by time
+    names: tuple[str, ...]
+
+    def queue_for_agent_action(self, agent: AgentSpec) -> QueueSpec | None:
+        return self.queues.get(agent.transfer_to) if agent.transfer_to else None
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One caller, everything about it decided up front from the seed."""
+
+    index: int
+    at_s: float
+    queue: str
+    caller_name: str
+    caller_number: str
+    patience_s: float
+    max_wait_s: float
+    talk_s: float
+    action: Action | None
+
+
+class _Reader:
+    """Typed access to a parsed table; every error names the file and the key."""
+
+    def __init__(self, source: str, table: Mapping[str, Any], where: str) -> None:
+        self.source, self.table, self.where = source, table, where
+
+    def fail(self, key: str, problem: str) -> ScenarioError:
+        return ScenarioError(f"{self.source}: {self.where}{key}: {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False) -> Any:
+        if key not in self.table:
+            if required or default is ...:
+                raise self.fail(key, "missing")
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(key, f"expected {_kind_name(kind)}, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.fail(key, f"expected {_kind_name(kind)}, got {value!r}")
+        return value
+
+    def seconds(self, key: str, default: Any = ..., *, allow_zero: bool = True) -> float:
+        value = float(self.get(key, (int, float), default))
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise self.fail(key, f"must be a {'non-negative' if allow_zero else 'positive'} number of seconds")
+        return value
+
+    def dist(self, key: str, default: Any = ...) -> Dist:
+        value = self.table.get(key, default)
+        if value is ...:
+            raise self.fail(key, "missing")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return Dist("const", self.seconds(key, default))
+        if isinstance(value, Mapping):
+            sub = _Reader(self.source, value, f"{self.where}{key}.")
+            unknown = set(value) - {"min", "max", "mean"}
+            if unknown:
+                raise self.fail(key, f"unknown keys {sorted(unknown)} (use min/max or mean)")
+            if "mean" in value:
+                cap = sub.seconds("max", 0.0)
+                return Dist("exp", sub.seconds("mean", allow_zero=False), cap)
+            low, high = sub.seconds("min"), sub.seconds("max")
+            if high < low:
+                raise self.fail(key, f"max ({high}) is below min ({low})")
+            return Dist("uniform", low, high)
+        raise self.fail(key, f"expected seconds or a table {{min, max}} / {{mean}}, got {value!r}")
+
+    def check_keys(self, allowed: set[str]) -> None:
+        unknown = set(self.table) - allowed
+        if unknown:
+            raise ScenarioError(f"{self.source}: {self.where or 'top level'}: unknown keys {sorted(unknown)}")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _weights(r: _Reader, key: str, allowed: tuple[str, ...] | None) -> tuple[tuple[str, float], ...]:
+    table = r.get(key, dict)
+    out = []
+    for name, weight in table.items():
+        if allowed is not None and name not in allowed:
+            raise r.fail(key, f"unknown choice {name!r} (one of {', '.join(allowed)})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise r.fail(f"{key}.{name}", "weight must be a non-negative number")
+        out.append((name, float(weight)))
+    if not out or sum(w for _, w in out) <= 0:
+        raise r.fail(key, "needs at least one positive weight")
+    return tuple(out)
+
+
+def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
+    top = _Reader(source, data, "")
+    top.check_keys({"name", "description", "seed", "max_duration_s", "queues", "agents", "arrivals", "calls", "names"})
+    seed = top.get("seed", int, 1)
+    rng = random.Random(seed)
+
+    queues: dict[str, QueueSpec] = {}
+    for qname, qdata in top.get("queues", dict, required=True).items():
+        if not isinstance(qdata, Mapping):
+            raise top.fail(f"queues.{qname}", "expected a table")
+        q = _Reader(source, qdata, f"queues.{qname}.")
+        q.check_keys({"dial", "max_wait_s", "talk_s"})
+        dial = q.get("dial", str, required=True)
+        if not dial.isdigit():
+            raise q.fail("dial", f"expected digits (a DID in the [inbound] context), got {dial!r}")
+        queues[qname] = QueueSpec(qname, dial, q.seconds("max_wait_s", 300.0, allow_zero=False), q.dist("talk_s", 10.0))
+    if not queues:
+        raise top.fail("queues", "at least one queue is needed")
+
+    agents: list[AgentSpec] = []
+    for i, adata in enumerate(top.get("agents", list, required=True)):
+        if not isinstance(adata, Mapping):
+            raise top.fail(f"agents[{i}]", "expected a table")
+        a = _Reader(source, adata, f"agents[{i}].")
+        a.check_keys({"id", "kind", "name", "queues", "ring_delay_s", "after_talk", "transfer_to"})
+        agent_id = a.get("id", str, required=True)
+        kind = a.get("kind", str, "local")
+        if kind not in ("local", "sipp"):
+            raise a.fail("kind", f"expected 'local' or 'sipp', got {kind!r}")
+        if not agent_id.isdigit():
+            raise a.fail("id", f"expected digits, got {agent_id!r}")
+        if kind == "sipp" and agent_id not in SIPP_AGENT_IDS:
+            raise a.fail("id", f"a sipp agent must be one of the PJSIP endpoints {SIPP_AGENT_IDS[0]}-{SIPP_AGENT_IDS[-1]}")
+        member_of = a.get("queues", list, required=True)
+        for qn in member_of:
+            if qn not in queues:
+                raise a.fail("queues", f"unknown queue {qn!r}")
+        ring = a.table.get("ring_delay_s", 1.0)
+        ring_delay = None if ring == "never" else a.seconds("ring_delay_s", 1.0)
+        after = _weights(a, "after_talk", ACTIONS) if "after_talk" in adata else (("agent_hangs_up", 1.0),)
+        transfer_to = a.get("transfer_to", str, None)
+        if transfer_to is not None and transfer_to not in queues:
+            raise a.fail("transfer_to", f"unknown queue {transfer_to!r}")
+        if any(act.endswith("transfer") and w > 0 for act, w in after) and transfer_to is None:
+            raise a.fail("transfer_to", "needed when after_talk includes a transfer")
+        agents.append(
+            AgentSpec(
+                agent_id, kind, a.get("name", str, f"agent-{agent_id}"), tuple(member_of), ring_delay,
+                after, transfer_to,  # type: ignore[arg-type]
+            )
+        )
+    ids = [ag.id for ag in agents]
+    if len(set(ids)) != len(ids):
+        raise top.fail("agents", f"duplicate agent ids {sorted({i for i in ids if ids.count(i) > 1})}")
+
+    calls: list[CallSpec] = []
+    for i, cdata in enumerate(top.get("calls", list, [])):
+        if not isinstance(cdata, Mapping):
+            raise top.fail(f"calls[{i}]", "expected a table")
+        c = _Reader(source, cdata, f"calls[{i}].")
+        c.check_keys({"at_s", "queue", "patience_s", "talk_s", "action", "max_wait_s"})
+        qn = c.get("queue", str, required=True)
+        if qn not in queues:
+            raise c.fail("queue", f"unknown queue {qn!r}")
+        action = c.get("action", str, None)
+        if action is not None and action not in ACTIONS:
+            raise c.fail("action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
+        calls.append(
+            CallSpec(
+                c.seconds("at_s"), qn, c.seconds("patience_s", 3600.0, allow_zero=False),
+                c.seconds("talk_s") if "talk_s" in cdata else None, action,  # type: ignore[arg-type]
+                c.seconds("max_wait_s", allow_zero=False) if "max_wait_s" in cdata else None,
+            )
+        )
+
+    if "arrivals" in data:
+        arr = _Reader(source, top.get("arrivals", dict), "arrivals.")
+        arr.check_keys({"rate_per_min", "duration_s", "queues", "patience_s", "start_s"})
+        rate = arr.seconds("rate_per_min", allow_zero=False) / 60.0
+        start, duration = arr.seconds("start_s", 0.0), arr.seconds("duration_s", allow_zero=False)
+        mix = _weights(arr, "queues", tuple(queues)) if "queues" in arr.table else ((next(iter(queues)), 1.0),)
+        patience = arr.dist("patience_s", 3600.0)
+        t = start + rng.expovariate(rate)
+        while t < start + duration:
+            qn = rng.choices([m for m, _ in mix], [w for _, w in mix])[0]
+            calls.append(CallSpec(round(t, 3), qn, max(0.5, round(patience.sample(rng), 3))))
+            t += rng.expovariate(rate)
+    if not calls:
+        raise top.fail("calls", "the scenario places no call: add [[calls]] or [arrivals]")
+    calls.sort(key=lambda cs: cs.at_s)
+
+    max_duration = top.seconds("max_duration_s", 600.0, allow_zero=False)
+    names = tuple(top.get("names", list, list(DEFAULT_NAMES))) or DEFAULT_NAMES
+    if not all(isinstance(n, str) for n in names):
+        raise top.fail("names", "expected a list of strings")
+    return Scenario(
+        name=top.get("name", str, Path(source).stem),
+        description=top.get("description", str, ""),
+        seed=seed,
+        max_duration_s=max_duration,
+        queues=queues,
+        agents=tuple(agents),
+        calls=tuple(calls),
+        names=names,
+    )
+
+
+def plan(scn: Scenario) -> list[PlannedCall]:
+    """Fix every random choice of every call from the seed, so a scenario runs the same way twice."""
+    rng = random.Random(f"{scn.seed}:plan")
+    planned = []
+    for i, cs in enumerate(scn.calls):
+        q = scn.queues[cs.queue]
+        talk = cs.talk_s if cs.talk_s is not None else q.talk_s.sample(rng)
+        planned.append(
+            PlannedCall(
+                index=i,
+                at_s=cs.at_s,
+                queue=cs.queue,
+                caller_name=scn.names[i % len(scn.names)],
+                caller_number=f"5550{i:05d}",
+                patience_s=cs.patience_s,
+                max_wait_s=cs.max_wait_s if cs.max_wait_s is not None else q.max_wait_s,
+                talk_s=round(max(0.5, talk), 3),
+                action=cs.action,
+            )
+        )
+    return planned
+
+
+def shipped() -> dict[str, Path]:
+    """The scenarios that come with acdbridge, by name."""
+    folder = resources.files("acdbridge.lab") / "scenarios"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".toml", ".json"))}
+
+
+def load(name_or_path: str | Path) -> Scenario:
+    path = Path(name_or_path)
+    if not path.exists():
+        known = shipped()
+        if str(name_or_path) in known:
+            path = known[str(name_or_path)]
+        else:
+            raise ScenarioError(
+                f"no scenario file {str(name_or_path)!r}", detail=f"shipped scenarios: {', '.join(sorted(known))}"
+            )
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix == ".json":
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise ScenarioError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: expected a table at the top level")
+    return parse(data, str(path))

@@ -1,0 +1,438 @@
+"""The lab's traffic generator: places a scenario's calls into the real Asterisk over AMI and
+plays its Local-channel agents (SIPp plays the SIP ones).
+
+Callers are Originates of Local/<number>@lab-callers/n into the hotline's DID: the ;1 half
+waits in Queue(), the ;2 half is the caller's phone. Agents are queue members added with
+QueueAdd. The generator watches AMI events and acts as the people would: a caller whose
+patience runs out hangs up (ABANDON), an agent ends the call, or transfers it blind
+(BlindTransfer) or attended (Atxfer, then the agent hangs up once the target answered).
+Ring delays and ring-no-answer are dialplan ([lab-agents]) driven by LAB_RING_<id> globals.
+
+panoramisk is used with the guards our libraries notes call for: its callback only puts the
+event into a bounded queue (drops counted), every action has a timeout, and a lost connection
+ends the run with an error instead of panoramisk's silent re-send of unanswered actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from panoramisk import Manager
+
+from acdbridge.errors import LabError
+from acdbridge.lab import queuelog
+from acdbridge.lab.pbx import AMI_USERS, LabSettings, running_state
+from acdbridge.lab.scenario import AgentSpec, PlannedCall, Scenario, plan
+from acdbridge.lab.sipp import SippAgent, endpoint_password
+
+Printer = Callable[[str], None]
+ACTION_TIMEOUT_S = 5.0
+EVENT_QUEUE_SIZE = 10_000
+MAX_VISITS = 3  # a call is transferred at most twice, so scenarios cannot loop
+ATXFER_GIVE_UP_S = 30.0  # the transferring agent hangs up if the target never answers
+LAB_USER = "acdlab"
+REPORTED_EVENTS = (
+    "QueueCallerJoin", "AgentCalled", "AgentConnect", "AgentRingNoAnswer", "AgentDump", "AgentComplete",
+    "QueueCallerAbandon", "Hold", "Unhold", "BlindTransfer", "AttendedTransfer",
+)  # fmt: skip
+SIPP_PORT_BASE = 25100
+SIPP_MEDIA_BASE = 26000
+
+
+def phone_of(channel: str) -> str:
+    """The far half of a Local channel: the person's phone. Hanging up there, not the half in the
+    queue, is what a person does; it also makes app_queue attribute the hang-up correctly (an AMI
+    Hangup of the queue-side half publishes no hangup request, so app_queue would log
+    COMPLETECALLER even when the agent's side was hung up)."""
+    return channel[:-2] + ";2" if channel.startswith("Local/") and channel.endswith(";1") else channel
+
+
+class AmiLink:
+    """A panoramisk Manager with a bounded event queue and timed actions."""
+
+    def __init__(self, host: str, port: int, user: str, secret: str) -> None:
+        self.events: asyncio.Queue[dict[str, str]] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self.dropped = 0
+        self.lost = asyncio.Event()
+        self._logged_in = asyncio.Event()
+        self.manager = Manager(
+            host=host, port=port, username=user, secret=secret,
+            ping_delay=3600, reconnect_timeout=3600,  # no auto-reconnect: a lost link ends the run
+            forgetable_actions=("ping", "login", "originate", "hangup", "blindtransfer", "atxfer"),
+            on_login=lambda _m: self._logged_in.set(),
+            on_disconnect=lambda _m, _exc: self.lost.set(),
+        )  # fmt: skip
+        self.manager.register_event("*", self._on_event)
+
+    def _on_event(self, _manager: Any, message: Any) -> None:
+        # never raise here: an exception in a panoramisk callback closes the connection
+        try:
+            self.events.put_nowait({str(k).lower(): str(v) for k, v in message.items()})
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        try:
+            await asyncio.wait_for(self.manager.connect(), timeout)
+            await asyncio.wait_for(self._logged_in.wait(), timeout)
+        except (TimeoutError, OSError) as exc:
+            self.manager.close()
+            raise LabError(f"cannot log in to AMI at {self.manager.config['host']}:{self.manager.config['port']}"
+                           f" as {self.manager.config['username']}: {exc or 'timed out'}") from exc
+
+    async def action(self, fields: dict[str, str], *, as_list: bool = False) -> Any:
+        """Send an action; returns its response, or all its messages with as_list=True (list
+        actions such as QueueStatus). Raises TimeoutError. as_list is always explicit because
+        panoramisk otherwise guesses from the message text and waits forever on single replies
+        such as QueueAdd's "Added interface to queue"."""
+        future = self.manager.send_action(dict(fields), as_list=as_list)
+        return await asyncio.wait_for(future, ACTION_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+@dataclass
+class Visit:
+    """One stay of a caller in one queue."""
+
+    call: PlannedCall
+    channel: str
+    queue: str
+    number: int
+    linkedid: str
+    consult_for: str | None = None  # the transferring agent's channel, for an attended-transfer consult leg
+    agent: AgentSpec | None = None
+    agent_channel: str | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def cancel_timers(self) -> None:
+        for t in self.timers:
+            t.cancel()
+        self.timers.clear()
+
+
+@dataclass
+class TrafficReport:
+    scenario: str
+    planned: int
+    placed: int = 0
+    ended: int = 0
+    originate_failures: int = 0
+    action_errors: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    dropped_events: int = 0
+    timed_out: bool = False
+    started_at: float = 0.0
+    duration_s: float = 0.0
+    queue_log: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.placed == self.planned and self.ended == self.placed and self.originate_failures == 0
+            and not self.timed_out and self.dropped_events == 0
+        )  # fmt: skip
+
+    def summary(self) -> str:
+        lines = [
+            f"scenario {self.scenario}: {self.placed}/{self.planned} calls placed, {self.ended} ended "
+            f"in {self.duration_s:.1f}s{' (stopped at max_duration_s)' if self.timed_out else ''}",
+            "actions: " + ", ".join(f"{k}={v}" for k, v in sorted(self.actions.items())),
+            "AMI events: " + ", ".join(f"{k}={self.events[k]}" for k in REPORTED_EVENTS if self.events[k]),
+        ]
+        if self.action_errors:
+            lines.append("action errors: " + ", ".join(f"{k}={v}" for k, v in sorted(self.action_errors.items())))
+        if self.originate_failures or self.dropped_events:
+            lines.append(f"originate failures: {self.originate_failures}, dropped events: {self.dropped_events}")
+        lines.append("queue_log: " + ", ".join(f"{k}={v}" for k, v in sorted(self.queue_log.items())))
+        return "\n".join(lines)
+
+
+class TrafficDriver:
+    def __init__(self, scn: Scenario, settings: LabSettings, say: Printer, ami: AmiLink) -> None:
+        self.scn, self.settings, self.say, self.ami = scn, settings, say, ami
+        self.calls = plan(scn)
+        self.by_number = {c.caller_number: c for c in self.calls}
+        self.agents_by_interface = {a.interface.lower(): a for a in scn.agents}
+        self.caller_channel: dict[int, str] = {}  # call index -> its caller channel
+        self.visits: dict[str, Visit] = {}  # caller (or consult) channel -> current visit
+        self.visit_count: Counter[int] = Counter()
+        self.pending_atxfer: dict[str, tuple[Visit, str]] = {}  # linkedid -> (visit, transferring agent's channel)
+        self.active: set[int] = set()
+        self.report = TrafficReport(scn.name, len(self.calls))
+        self.t0 = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.sipp: list[SippAgent] = []
+        self.all_done = asyncio.Event()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        self.say(f"[{time.monotonic() - self.t0:6.1f}s] {text}")
+
+    def spawn(self, kind: str, fields: dict[str, str]) -> None:
+        """Send an action in the background; failures are counted, never fatal."""
+
+        async def send() -> None:
+            self.report.actions[kind] += 1
+            try:
+                resp = await self.ami.action(fields)
+                if str(resp.get("Response", "")).lower() == "error":
+                    self.report.action_errors[f"{kind}: {resp.get('Message', '')}"] += 1
+            except TimeoutError:
+                self.report.action_errors[f"{kind}: timeout"] += 1
+
+        task = asyncio.get_running_loop().create_task(send(), name=f"ami-{kind}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def later(self, visit: Visit, delay: float, fn: Callable[[], None]) -> None:
+        visit.timers.append(asyncio.get_running_loop().call_later(max(0.0, delay), fn))
+
+    # -- set-up --------------------------------------------------------------------------------
+    async def reset_members(self) -> None:
+        """The lab owns the PBX: remove every dynamic member, then add the scenario's agents."""
+        resp = await self.ami.action({"Action": "QueueStatus"}, as_list=True)
+        for msg in resp if isinstance(resp, list) else []:
+            if str(msg.get("Event", "")) == "QueueMember" and msg.get("Membership") == "dynamic":
+                await self.ami.action({"Action": "QueueRemove", "Queue": msg["Queue"], "Interface": msg["Location"]})
+        for agent in self.scn.agents:
+            if agent.kind == "local":
+                ring = "never" if agent.ring_delay_s is None else f"{agent.ring_delay_s:g}"
+                await self.ami.action({"Action": "Setvar", "Variable": f"LAB_RING_{agent.id}", "Value": ring})
+        pjsip_conf = self.settings.root / "etc/asterisk/pjsip.conf"
+        for i, agent in enumerate(a for a in self.scn.agents if a.kind == "sipp"):
+            sipp = SippAgent(
+                agent.id, endpoint_password(pjsip_conf, agent.id), f"127.0.0.1:{self.settings.sip_port}",
+                SIPP_PORT_BASE + i, SIPP_MEDIA_BASE + 10 * i, self.settings.dir,
+            )  # fmt: skip
+            self.sipp.append(sipp)
+            await sipp.start()
+            self.say(f"SIPp agent {agent.id} registered and listening on 127.0.0.1:{sipp.port}")
+        for agent in self.scn.agents:
+            for q in agent.queues:
+                resp = await self.ami.action(
+                    {"Action": "QueueAdd", "Queue": q, "Interface": agent.interface, "MemberName": agent.name}
+                )
+                if str(resp.get("Response", "")).lower() != "success":
+                    raise LabError(f"QueueAdd {agent.interface} to {q} failed: {resp.get('Message', '')}")
+
+    async def remove_members(self) -> None:
+        for agent in self.scn.agents:
+            for q in agent.queues:
+                with contextlib.suppress(TimeoutError):
+                    await self.ami.action({"Action": "QueueRemove", "Queue": q, "Interface": agent.interface})
+
+    # -- calls ---------------------------------------------------------------------------------
+    def originate(self, call: PlannedCall) -> None:
+        self.active.add(call.index)
+        self.report.placed += 1
+        self.log(f"call {call.index} {call.caller_name} <{call.caller_number}> dials {call.queue}")
+        self.spawn(
+            "originate",
+            {
+                "Action": "Originate",
+                "Channel": f"Local/{call.caller_number}@lab-callers/n",
+                "Context": "inbound",
+                "Exten": self.scn.queues[call.queue].dial,
+                "Priority": "1",
+                "CallerID": f'"{call.caller_name}" <{call.caller_number}>',
+                "Variable": f"MAXWAIT={call.max_wait_s:g}",
+                "Timeout": "10000",
+                "Async": "true",
+            },
+        )
+
+    def finish(self, index: int) -> None:
+        if index in self.active:
+            self.active.discard(index)
+            self.report.ended += 1
+            if not self.active and self.report.placed == len(self.calls):
+                self.all_done.set()
+
+    def on_join(self, ev: dict[str, str]) -> None:
+        channel, linkedid = ev.get("channel", ""), ev.get("linkedid", "")
+        call = self.by_number.get(ev.get("calleridnum", ""))
+        if call is None or self.caller_channel.get(call.index, channel) != channel:
+            if linkedid in self.pending_atxfer:  # the consult leg of an attended transfer
+                origin, transferer = self.pending_atxfer.pop(linkedid)
+                consult = Visit(origin.call, channel, ev.get("queue", ""), MAX_VISITS, linkedid, transferer)
+                self.visits[channel] = consult
+                self.log(f"call {origin.call.index}: consult leg waits in {consult.queue}")
+            return
+        self.caller_channel[call.index] = channel
+        self.visit_count[call.index] += 1
+        visit = Visit(call, channel, ev.get("queue", ""), self.visit_count[call.index], linkedid)
+        old = self.visits.get(channel)
+        if old:
+            old.cancel_timers()
+        self.visits[channel] = visit
+        self.log(f"call {call.index} waits in {visit.queue}" + (f" (visit {visit.number})" if visit.number > 1 else ""))
+
+        def give_up() -> None:
+            if visit.agent is None and self.visits.get(channel) is visit:
+                self.log(f"call {call.index} hangs up after {call.patience_s:g}s waiting")
+                self.spawn("hangup", {"Action": "Hangup", "Channel": phone_of(channel)})
+
+        self.later(visit, call.patience_s, give_up)
+
+    def on_connect(self, ev: dict[str, str]) -> None:
+        visit = self.visits.get(ev.get("channel", ""))
+        if visit is None:
+            return
+        visit.cancel_timers()
+        agent = self.agents_by_interface.get(ev.get("interface", "").lower())
+        visit.agent, visit.agent_channel = agent, ev.get("destchannel")
+        name = agent.name if agent else ev.get("membername", "?")
+        self.log(f"call {visit.call.index} answered in {visit.queue} by {name}")
+        if visit.consult_for is not None:
+            transferer = visit.consult_for
+            self.later(visit, 1.0, lambda: self.complete_atxfer(visit, transferer))
+        if agent is None or agent.kind == "sipp" or visit.agent_channel is None:
+            return  # a SIPp softphone runs its own call flow (hold, resume, hang up)
+        rng = random.Random(f"{self.scn.seed}:{visit.call.index}:{visit.number}")
+        action = visit.call.action if visit.number == 1 and visit.call.action else agent.choose_action(rng)
+        if action.endswith("transfer") and (visit.number >= MAX_VISITS or agent.transfer_to is None):
+            action = "agent_hangs_up"
+        self.later(visit, visit.call.talk_s, lambda: self.end_talk(visit, action, agent))
+
+    def complete_atxfer(self, visit: Visit, transferer: str) -> None:
+        self.log(f"call {visit.call.index}: transferring agent hangs up, attended transfer completes")
+        self.spawn("hangup", {"Action": "Hangup", "Channel": phone_of(transferer)})
+
+    def end_talk(self, visit: Visit, action: str, agent: AgentSpec) -> None:
+        assert visit.agent_channel is not None
+        target = self.scn.queues[agent.transfer_to] if agent.transfer_to else None
+        self.log(f"call {visit.call.index}: {agent.name} {action.replace('_', ' ')}"
+                 + (f" to {target.name}" if target and action.endswith("transfer") else ""))  # fmt: skip
+        if action == "agent_hangs_up":
+            self.spawn("hangup", {"Action": "Hangup", "Channel": phone_of(visit.agent_channel)})
+        elif action == "caller_hangs_up":
+            self.spawn("hangup", {"Action": "Hangup", "Channel": phone_of(visit.channel)})
+        elif action == "blind_transfer" and target:
+            self.spawn("blindtransfer", {"Action": "BlindTransfer", "Channel": visit.agent_channel,
+                                         "Context": "inbound", "Exten": target.dial})  # fmt: skip
+        elif action == "attended_transfer" and target:
+            linkedid = visit.linkedid
+            self.pending_atxfer[linkedid] = (visit, visit.agent_channel)
+            self.spawn("atxfer", {"Action": "Atxfer", "Channel": visit.agent_channel,
+                                  "Context": "inbound", "Exten": target.dial})  # fmt: skip
+            agent_channel = visit.agent_channel
+
+            def give_up() -> None:
+                if self.pending_atxfer.pop(linkedid, None) is not None:
+                    self.log(f"call {visit.call.index}: transfer target never answered; agent hangs up")
+                    self.spawn("hangup", {"Action": "Hangup", "Channel": phone_of(agent_channel)})
+
+            asyncio.get_running_loop().call_later(ATXFER_GIVE_UP_S, give_up)
+
+    def on_event(self, ev: dict[str, str]) -> None:
+        name = ev.get("event", "")
+        self.report.events[name] += 1
+        if name == "QueueCallerJoin":
+            self.on_join(ev)
+        elif name == "AgentConnect":
+            self.on_connect(ev)
+        elif name in ("Hold", "Unhold"):
+            channel = ev.get("channel", "")
+            visit = next((v for v in self.visits.values() if channel in (v.agent_channel, v.channel)), None)
+            if visit is not None:
+                self.log(f"call {visit.call.index}: {name} on {channel}")
+        elif name == "QueueCallerAbandon":
+            visit = self.visits.get(ev.get("channel", ""))
+            if visit:
+                self.log(f"call {visit.call.index} left {visit.queue} unanswered after {ev.get('holdtime', '?')}s")
+        elif name == "OriginateResponse" and ev.get("response", "").lower() == "failure":
+            self.report.originate_failures += 1
+            number = ev.get("calleridnum", "")
+            if number in self.by_number:
+                self.finish(self.by_number[number].index)
+        elif name == "Hangup":
+            channel = ev.get("channel", "")
+            visit = self.visits.pop(channel, None)
+            if visit is not None:
+                visit.cancel_timers()
+                if visit.consult_for is None:
+                    self.log(f"call {visit.call.index} ended")
+                    self.finish(visit.call.index)
+
+    async def pump_events(self) -> None:
+        while True:
+            ev = await self.ami.events.get()
+            try:
+                self.on_event(ev)
+            except Exception as exc:  # a generator bug must not stop the traffic silently
+                self.report.action_errors[f"internal: {type(exc).__name__}: {exc}"] += 1
+
+    async def place_calls(self) -> None:
+        for call in self.calls:
+            delay = self.t0 + call.at_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.originate(call)
+        if not self.active:
+            self.all_done.set()
+
+    async def hang_up_leftovers(self) -> None:
+        for channel in list(self.visits):
+            with contextlib.suppress(TimeoutError):
+                await self.ami.action({"Action": "Hangup", "Channel": channel})
+        await asyncio.sleep(1)
+
+    async def run(self) -> TrafficReport:
+        self.report.started_at = time.time()
+        await self.reset_members()
+        self.t0 = time.monotonic()
+        pump = asyncio.create_task(self.pump_events(), name="ami-events")
+        placer = asyncio.create_task(self.place_calls(), name="place-calls")
+        lost = asyncio.create_task(self.ami.lost.wait(), name="ami-lost")
+        try:
+            done, _ = await asyncio.wait(
+                {asyncio.create_task(self.all_done.wait()), lost}, timeout=self.scn.max_duration_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+            if lost in done:
+                raise LabError("the AMI connection to the lab was lost during the run")
+            if not done:
+                self.report.timed_out = True
+                self.say(f"max_duration_s {self.scn.max_duration_s:g} reached: hanging up {len(self.visits)} calls")
+                await self.hang_up_leftovers()
+        finally:
+            placer.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            pump.cancel()
+            lost.cancel()
+            for sipp in self.sipp:
+                await sipp.stop()
+            if not self.ami.lost.is_set():
+                await self.remove_members()
+        self.report.duration_s = time.monotonic() - self.t0
+        self.report.dropped_events = self.ami.dropped
+        return self.report
+
+
+async def run_async(scn: Scenario, settings: LabSettings, say: Printer) -> TrafficReport:
+    if running_state(settings) is None:
+        raise LabError("lab is not running", detail="start it with: acdbridge lab up")
+    ami = AmiLink(settings.host, settings.ami_port, LAB_USER, AMI_USERS[LAB_USER])
+    await ami.connect()
+    try:
+        report = await TrafficDriver(scn, settings, say, ami).run()
+    finally:
+        ami.close()
+    await asyncio.sleep(1.5)  # let Asterisk flush the last queue_log lines (wrap-up, hang-ups)
+    report.queue_log = queuelog.event_counts(queuelog.read(settings.queue_log, since=report.started_at))
+    return report
+
+
+def run_scenario(scn: Scenario, settings: LabSettings, say: Printer) -> TrafficReport:
+    say(f"scenario {scn.name}: {len(scn.calls)} calls, {len(scn.agents)} agents, at most {scn.max_duration_s:g}s")
+    return asyncio.run(run_async(scn, settings, say))
