@@ -273,10 +273,10 @@ def up(settings: LabSettings, say: Printer) -> LabState:
     if state is not None:
         say(f"lab already running (pid {state.pid})")
         return state
-    settings.dir.mkdir(parents=True, exist_ok=True)
-    build_root(settings, say)
     check_port_free(settings.host, settings.ami_port, socket.SOCK_STREAM, "AMI")
     check_port_free(settings.host, settings.sip_port, socket.SOCK_DGRAM, "SIP")
+    settings.dir.mkdir(parents=True, exist_ok=True)
+    build_root(settings, say)
     etc = settings.root / "etc/asterisk"
     debian_samples = settings.root / "etc/asterisk.debian"
     if etc.exists() and not debian_samples.exists():

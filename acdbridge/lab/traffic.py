@@ -36,7 +36,7 @@ Printer = Callable[[str], None]
 ACTION_TIMEOUT_S = 5.0
 EVENT_QUEUE_SIZE = 10_000
 MAX_VISITS = 3  # a call is transferred at most twice, so scenarios cannot loop
-ATXFER_GIVE_UP_S = 30.0  # the transferring agent hangs up if the target never answers
+ATXFER_GIVE_UP_S = 40.0  # the transferring agent hangs up if the target never answers
 LAB_USER = "acdlab"
 REPORTED_EVENTS = (
     "QueueCallerJoin", "AgentCalled", "AgentConnect", "AgentRingNoAnswer", "AgentDump", "AgentComplete",
