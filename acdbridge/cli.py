@@ -87,9 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="a real Asterisk 22 for tests and demos (needs root)")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"lab directory (default {DEFAULT_DIR})")
+    common.add_argument(
+        "--dir", type=Path, default=DEFAULT_DIR, help=f"lab directory (default {DEFAULT_DIR})"
+    )
     common.add_argument("--ami-port", type=_port, default=25038, help="AMI port on 127.0.0.1 (default 25038)")
-    common.add_argument("--sip-port", type=_port, default=25060, help="SIP UDP port on 127.0.0.1 (default 25060)")
+    common.add_argument(
+        "--sip-port", type=_port, default=25060, help="SIP UDP port on 127.0.0.1 (default 25060)"
+    )
 
     p = lab_sub.add_parser("up", parents=[common], help="build (first time) and start the lab; idempotent")
     p.set_defaults(func=_cmd_lab_up)
@@ -100,8 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("cli", parents=[common], help="run an Asterisk CLI command, e.g. 'queue show'")
     p.add_argument("command", help="the Asterisk CLI command, quoted")
     p.set_defaults(func=_cmd_lab_cli)
-    p = lab_sub.add_parser("traffic", parents=[common], help="drive a traffic scenario through the lab over AMI")
-    p.add_argument("--scenario", required=True, help="scenario file (TOML or JSON) or a shipped scenario's name")
+    p = lab_sub.add_parser(
+        "traffic", parents=[common], help="drive a traffic scenario through the lab over AMI"
+    )
+    p.add_argument(
+        "--scenario", required=True, help="scenario file (TOML or JSON) or a shipped scenario's name"
+    )
     p.set_defaults(func=_cmd_lab_traffic)
     return parser
 

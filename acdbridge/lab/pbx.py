@@ -34,7 +34,13 @@ DEFAULT_DIR = Path(os.environ.get("ACDBRIDGE_LAB_DIR", "/var/tmp/acdbridge-lab")
 DEFAULT_MIRROR = os.environ.get("ACDBRIDGE_LAB_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ("asterisk", "asterisk-core-sounds-en-gsm", "asterisk-moh-opsound-gsm")
 # Directories Asterisk writes to; it refuses to run as root, so its user must own them.
-ASTERISK_DIRS = ("var/lib/asterisk", "var/log/asterisk", "var/spool/asterisk", "run/asterisk", "var/cache/asterisk")
+ASTERISK_DIRS = (
+    "var/lib/asterisk",
+    "var/log/asterisk",
+    "var/spool/asterisk",
+    "run/asterisk",
+    "var/cache/asterisk",
+)
 # The AMI users the sample manager.conf defines (loopback only).
 AMI_USERS = {"acdbridge": "acdbridge-change-me", "acdlab": "acdlab-change-me"}
 READY_TIMEOUT_S = 60.0
@@ -135,7 +141,8 @@ def check_mirror(mirror: str, timeout: float = 15.0) -> None:
     except (urllib.error.URLError, OSError) as exc:
         raise LabError(
             f"package mirror unreachable: {url} ({exc})",
-            detail="the first 'lab up' downloads Asterisk from Debian sid; set ACDBRIDGE_LAB_MIRROR to a reachable mirror",
+            detail="the first 'lab up' downloads Asterisk from Debian sid; "
+            "set ACDBRIDGE_LAB_MIRROR to a reachable mirror",
         ) from exc
 
 
@@ -157,7 +164,9 @@ def build_root(settings: LabSettings, say: Printer) -> bool:
     if (settings.root / "usr/sbin/asterisk").exists():
         return False
     if shutil.which("mmdebstrap") is None:
-        raise LabError("mmdebstrap is not installed", detail="apt-get install mmdebstrap (make demo / make test do it)")
+        raise LabError(
+            "mmdebstrap is not installed", detail="apt-get install mmdebstrap (make demo / make test do it)"
+        )
     check_mirror(settings.mirror)
     settings.dir.mkdir(parents=True, exist_ok=True)
     partial = settings.dir / "root.partial"
@@ -185,7 +194,9 @@ def build_root(settings: LabSettings, say: Printer) -> bool:
         rc = proc.wait()
     if rc != 0:
         tail = "".join(build_log.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
-        raise LabError(f"building the chroot failed (mmdebstrap exit {rc}); full log in {build_log}", detail=tail)
+        raise LabError(
+            f"building the chroot failed (mmdebstrap exit {rc}); full log in {build_log}", detail=tail
+        )
     partial.rename(settings.root)
     say(f"chroot built in {time.monotonic() - started:.1f}s")
     return True
@@ -214,7 +225,15 @@ def _chown_asterisk_dirs(root: Path) -> None:
         (root / rel).mkdir(parents=True, exist_ok=True)
     # chown inside the chroot so the chroot's own asterisk uid/gid are used
     subprocess.run(
-        ["chroot", str(root), "chown", "-R", "asterisk:asterisk", *("/" + d for d in ASTERISK_DIRS), "/etc/asterisk"],
+        [
+            "chroot",
+            str(root),
+            "chown",
+            "-R",
+            "asterisk:asterisk",
+            *("/" + d for d in ASTERISK_DIRS),
+            "/etc/asterisk",
+        ],
         check=True,
     )
 
@@ -251,9 +270,9 @@ def _wait_ready(settings: LabSettings, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             raise LabError(f"Asterisk failed to start (exit {proc.returncode})", detail=_log_tail(settings))
         res = asterisk_cli(settings.root, "core waitfullybooted", timeout=10)
-        if res.returncode == 0 and "fully booted" in res.stdout:
-            if _ami_banner(settings.host, settings.ami_port):
-                return
+        booted = res.returncode == 0 and "fully booted" in res.stdout
+        if booted and _ami_banner(settings.host, settings.ami_port):
+            return
         time.sleep(0.2)
     raise LabError(f"Asterisk did not become ready in {READY_TIMEOUT_S:.0f}s", detail=_log_tail(settings))
 

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from acdbridge.errors import ScenarioError
 
@@ -149,7 +149,9 @@ class _Reader:
     def fail(self, key: str, problem: str) -> ScenarioError:
         return ScenarioError(f"{self.source}: {self.where}{key}: {problem}")
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False) -> Any:
+    def get(
+        self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False
+    ) -> Any:
         if key not in self.table:
             if required or default is ...:
                 raise self.fail(key, "missing")
@@ -164,7 +166,9 @@ class _Reader:
     def seconds(self, key: str, default: Any = ..., *, allow_zero: bool = True) -> float:
         value = float(self.get(key, (int, float), default))
         if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(key, f"must be a {'non-negative' if allow_zero else 'positive'} number of seconds")
+            raise self.fail(
+                key, f"must be a {'non-negative' if allow_zero else 'positive'} number of seconds"
+            )
         return value
 
     def dist(self, key: str, default: Any = ...) -> Dist:
@@ -215,7 +219,9 @@ def _weights(r: _Reader, key: str, allowed: tuple[str, ...] | None) -> tuple[tup
 
 def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     top = _Reader(source, data, "")
-    top.check_keys({"name", "description", "seed", "max_duration_s", "queues", "agents", "arrivals", "calls", "names"})
+    top.check_keys(
+        {"name", "description", "seed", "max_duration_s", "queues", "agents", "arrivals", "calls", "names"}
+    )
     seed = top.get("seed", int, 1)
     rng = random.Random(seed)
 
@@ -228,7 +234,9 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         dial = q.get("dial", str, required=True)
         if not dial.isdigit():
             raise q.fail("dial", f"expected digits (a DID in the [inbound] context), got {dial!r}")
-        queues[qname] = QueueSpec(qname, dial, q.seconds("max_wait_s", 300.0, allow_zero=False), q.dist("talk_s", 10.0))
+        queues[qname] = QueueSpec(
+            qname, dial, q.seconds("max_wait_s", 300.0, allow_zero=False), q.dist("talk_s", 10.0)
+        )
     if not queues:
         raise top.fail("queues", "at least one queue is needed")
 
@@ -245,13 +253,17 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         if not agent_id.isdigit():
             raise a.fail("id", f"expected digits, got {agent_id!r}")
         if kind == "sipp" and agent_id not in SIPP_AGENT_IDS:
-            raise a.fail("id", f"a sipp agent must be one of the PJSIP endpoints {SIPP_AGENT_IDS[0]}-{SIPP_AGENT_IDS[-1]}")
+            raise a.fail(
+                "id",
+                f"a sipp agent must be one of the PJSIP endpoints {SIPP_AGENT_IDS[0]}-{SIPP_AGENT_IDS[-1]}",
+            )
         member_of = a.get("queues", list, required=True)
         for qn in member_of:
             if qn not in queues:
                 raise a.fail("queues", f"unknown queue {qn!r}")
         ring = a.table.get("ring_delay_s", 1.0)
         ring_delay = None if ring == "never" else a.seconds("ring_delay_s", 1.0)
+        kind = cast(AgentKind, kind)
         after = _weights(a, "after_talk", ACTIONS) if "after_talk" in adata else (("agent_hangs_up", 1.0),)
         transfer_to = a.get("transfer_to", str, None)
         if transfer_to is not None and transfer_to not in queues:
@@ -260,8 +272,13 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
             raise a.fail("transfer_to", "needed when after_talk includes a transfer")
         agents.append(
             AgentSpec(
-                agent_id, kind, a.get("name", str, f"agent-{agent_id}"), tuple(member_of), ring_delay,
-                after, transfer_to,  # type: ignore[arg-type]
+                agent_id,
+                kind,
+                a.get("name", str, f"agent-{agent_id}"),
+                tuple(member_of),
+                ring_delay,
+                cast("tuple[tuple[Action, float], ...]", after),
+                transfer_to,
             )
         )
     ids = [ag.id for ag in agents]
@@ -282,8 +299,11 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
             raise c.fail("action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
         calls.append(
             CallSpec(
-                c.seconds("at_s"), qn, c.seconds("patience_s", 3600.0, allow_zero=False),
-                c.seconds("talk_s") if "talk_s" in cdata else None, action,  # type: ignore[arg-type]
+                c.seconds("at_s"),
+                qn,
+                c.seconds("patience_s", 3600.0, allow_zero=False),
+                c.seconds("talk_s") if "talk_s" in cdata else None,
+                action,
                 c.seconds("max_wait_s", allow_zero=False) if "max_wait_s" in cdata else None,
             )
         )
@@ -293,7 +313,9 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         arr.check_keys({"rate_per_min", "duration_s", "queues", "patience_s", "start_s"})
         rate = arr.seconds("rate_per_min", allow_zero=False) / 60.0
         start, duration = arr.seconds("start_s", 0.0), arr.seconds("duration_s", allow_zero=False)
-        mix = _weights(arr, "queues", tuple(queues)) if "queues" in arr.table else ((next(iter(queues)), 1.0),)
+        mix = (
+            _weights(arr, "queues", tuple(queues)) if "queues" in arr.table else ((next(iter(queues)), 1.0),)
+        )
         patience = arr.dist("patience_s", 3600.0)
         t = start + rng.expovariate(rate)
         while t < start + duration:
@@ -357,19 +379,19 @@ def load(name_or_path: str | Path) -> Scenario:
             path = known[str(name_or_path)]
         else:
             raise ScenarioError(
-                f"no scenario file {str(name_or_path)!r}", detail=f"shipped scenarios: {', '.join(sorted(known))}"
+                f"no scenario file {str(name_or_path)!r}",
+                detail=f"shipped scenarios: {', '.join(sorted(known))}",
             )
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from exc
     try:
-        if path.suffix == ".json":
-            data = json.loads(raw)
-        else:
-            data = tomllib.loads(raw.decode("utf-8"))
+        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
-        raise ScenarioError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
+        raise ScenarioError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"
+        ) from exc
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: expected a table at the top level")
     return parse(data, str(path))

@@ -47,7 +47,9 @@ def endpoint_password(pjsip_conf: Path, endpoint: str) -> str:
 class SippAgent:
     """One softphone: registers as `endpoint`, then answers calls until stopped."""
 
-    def __init__(self, endpoint: str, password: str, pbx: str, port: int, media_port: int, log_dir: Path) -> None:
+    def __init__(
+        self, endpoint: str, password: str, pbx: str, port: int, media_port: int, log_dir: Path
+    ) -> None:
         self.endpoint, self.password, self.pbx = endpoint, password, pbx
         self.port, self.media_port, self.log_dir = port, media_port, log_dir
         self.proc: asyncio.subprocess.Process | None = None
@@ -55,13 +57,14 @@ class SippAgent:
     def _base(self, scenario: str) -> list[str]:
         return [
             require_sipp(), "-sf", str(scenario_file(scenario)), "-i", "127.0.0.1", "-p", str(self.port),
-            "-mi", "127.0.0.1", "-mp", str(self.media_port), "-nostdin", "-timeout_error",
-            "-trace_err", "-error_file", str(self.log_dir / f"sipp-{self.endpoint}-{scenario}.err"),
+            "-mi", "127.0.0.1", "-mp", str(self.media_port), "-nostdin", "-timeout_error", "-trace_err",
+            "-error_file", str(self.log_dir / f"sipp-{self.endpoint}-{scenario}.err"),
         ]  # fmt: skip
 
     async def register(self) -> None:
-        cmd = [*self._base("agent_register_uac.xml"), "-s", self.endpoint, "-au", self.endpoint,
-               "-ap", self.password, "-m", "1", "-timeout", f"{REGISTER_TIMEOUT_S:.0f}s", self.pbx]  # fmt: skip
+        auth = ["-s", self.endpoint, "-au", self.endpoint, "-ap", self.password]
+        once = ["-m", "1", "-timeout", f"{REGISTER_TIMEOUT_S:.0f}s"]
+        cmd = [*self._base("agent_register_uac.xml"), *auth, *once, self.pbx]
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
@@ -73,7 +76,8 @@ class SippAgent:
             raise LabError(f"SIPp agent {self.endpoint} did not finish registering") from None
         if proc.returncode != 0:
             raise LabError(
-                f"SIPp agent {self.endpoint} failed to register with {self.pbx} (sipp exit {proc.returncode})",
+                f"SIPp agent {self.endpoint} failed to register with {self.pbx} "
+                f"(sipp exit {proc.returncode})",
                 detail=err.decode(errors="replace")[-2000:],
             )
 

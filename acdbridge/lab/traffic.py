@@ -34,6 +34,7 @@ from acdbridge.lab.sipp import SippAgent, endpoint_password
 
 Printer = Callable[[str], None]
 ACTION_TIMEOUT_S = 5.0
+LOGIN_TIMEOUT_S = 10.0
 EVENT_QUEUE_SIZE = 10_000
 MAX_VISITS = 3  # a call is transferred at most twice, so scenarios cannot loop
 ATXFER_GIVE_UP_S = 40.0  # the transferring agent hangs up if the target never answers
@@ -78,14 +79,16 @@ class AmiLink:
         except asyncio.QueueFull:
             self.dropped += 1
 
-    async def connect(self, timeout: float = 10.0) -> None:
+    async def connect(self) -> None:
         try:
-            await asyncio.wait_for(self.manager.connect(), timeout)
-            await asyncio.wait_for(self._logged_in.wait(), timeout)
+            await asyncio.wait_for(self.manager.connect(), LOGIN_TIMEOUT_S)
+            await asyncio.wait_for(self._logged_in.wait(), LOGIN_TIMEOUT_S)
         except (TimeoutError, OSError) as exc:
             self.manager.close()
-            raise LabError(f"cannot log in to AMI at {self.manager.config['host']}:{self.manager.config['port']}"
-                           f" as {self.manager.config['username']}: {exc or 'timed out'}") from exc
+            raise LabError(
+                f"cannot log in to AMI at {self.manager.config['host']}:{self.manager.config['port']}"
+                f" as {self.manager.config['username']}: {exc or 'timed out'}"
+            ) from exc
 
     async def action(self, fields: dict[str, str], *, as_list: bool = False) -> Any:
         """Send an action; returns its response, or all its messages with as_list=True (list
@@ -150,9 +153,13 @@ class TrafficReport:
             "AMI events: " + ", ".join(f"{k}={self.events[k]}" for k in REPORTED_EVENTS if self.events[k]),
         ]
         if self.action_errors:
-            lines.append("action errors: " + ", ".join(f"{k}={v}" for k, v in sorted(self.action_errors.items())))
+            lines.append(
+                "action errors: " + ", ".join(f"{k}={v}" for k, v in sorted(self.action_errors.items()))
+            )
         if self.originate_failures or self.dropped_events:
-            lines.append(f"originate failures: {self.originate_failures}, dropped events: {self.dropped_events}")
+            lines.append(
+                f"originate failures: {self.originate_failures}, dropped events: {self.dropped_events}"
+            )
         lines.append("queue_log: " + ", ".join(f"{k}={v}" for k, v in sorted(self.queue_log.items())))
         return "\n".join(lines)
 
@@ -166,7 +173,9 @@ class TrafficDriver:
         self.caller_channel: dict[int, str] = {}  # call index -> its caller channel
         self.visits: dict[str, Visit] = {}  # caller (or consult) channel -> current visit
         self.visit_count: Counter[int] = Counter()
-        self.pending_atxfer: dict[str, tuple[Visit, str]] = {}  # linkedid -> (visit, transferring agent's channel)
+        self.pending_atxfer: dict[
+            str, tuple[Visit, str]
+        ] = {}  # linkedid -> (visit, transferring agent's channel)
         self.active: set[int] = set()
         self.report = TrafficReport(scn.name, len(self.calls))
         self.t0 = 0.0
@@ -203,7 +212,9 @@ class TrafficDriver:
         resp = await self.ami.action({"Action": "QueueStatus"}, as_list=True)
         for msg in resp if isinstance(resp, list) else []:
             if str(msg.get("Event", "")) == "QueueMember" and msg.get("Membership") == "dynamic":
-                await self.ami.action({"Action": "QueueRemove", "Queue": msg["Queue"], "Interface": msg["Location"]})
+                await self.ami.action(
+                    {"Action": "QueueRemove", "Queue": msg["Queue"], "Interface": msg["Location"]}
+                )
         for agent in self.scn.agents:
             if agent.kind == "local":
                 ring = "never" if agent.ring_delay_s is None else f"{agent.ring_delay_s:g}"
@@ -275,7 +286,10 @@ class TrafficDriver:
         if old:
             old.cancel_timers()
         self.visits[channel] = visit
-        self.log(f"call {call.index} waits in {visit.queue}" + (f" (visit {visit.number})" if visit.number > 1 else ""))
+        self.log(
+            f"call {call.index} waits in {visit.queue}"
+            + (f" (visit {visit.number})" if visit.number > 1 else "")
+        )
 
         def give_up() -> None:
             if visit.agent is None and self.visits.get(channel) is visit:
@@ -349,7 +363,9 @@ class TrafficDriver:
         elif name == "QueueCallerAbandon":
             visit = self.visits.get(ev.get("channel", ""))
             if visit:
-                self.log(f"call {visit.call.index} left {visit.queue} unanswered after {ev.get('holdtime', '?')}s")
+                self.log(
+                    f"call {visit.call.index} left {visit.queue} unanswered after {ev.get('holdtime', '?')}s"
+                )
         elif name == "OriginateResponse" and ev.get("response", "").lower() == "failure":
             self.report.originate_failures += 1
             number = ev.get("calleridnum", "")
@@ -403,7 +419,9 @@ class TrafficDriver:
                 raise LabError("the AMI connection to the lab was lost during the run")
             if not done:
                 self.report.timed_out = True
-                self.say(f"max_duration_s {self.scn.max_duration_s:g} reached: hanging up {len(self.visits)} calls")
+                self.say(
+                    f"max_duration_s {self.scn.max_duration_s:g} reached: hanging up {len(self.visits)} calls"
+                )
                 await self.hang_up_leftovers()
         finally:
             placer.cancel()
@@ -434,5 +452,6 @@ async def run_async(scn: Scenario, settings: LabSettings, say: Printer) -> Traff
 
 
 def run_scenario(scn: Scenario, settings: LabSettings, say: Printer) -> TrafficReport:
-    say(f"scenario {scn.name}: {len(scn.calls)} calls, {len(scn.agents)} agents, at most {scn.max_duration_s:g}s")
+    say(f"scenario {scn.name}: {len(scn.calls)} calls, {len(scn.agents)} agents, "
+        f"at most {scn.max_duration_s:g}s")  # fmt: skip
     return asyncio.run(run_async(scn, settings, say))

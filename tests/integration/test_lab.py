@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from datetime import datetime, timedelta
@@ -36,7 +37,9 @@ def test_asterisk_runs_as_its_own_user_and_starts_clean(lab: pbx.LabSettings) ->
     lines = lab.messages_log.read_text(errors="replace").splitlines()
     start = max(i for i, line in enumerate(lines) if "modules will be loaded" in line)
     started = datetime.fromisoformat(lines[start][1:24])
-    boot = [line for line in lines[start:] if datetime.fromisoformat(line[1:24]) - started < timedelta(seconds=5)]
+    boot = [
+        line for line in lines[start:] if datetime.fromisoformat(line[1:24]) - started < timedelta(seconds=5)
+    ]
     assert not [line for line in boot if " ERROR[" in line or " WARNING[" in line], boot
 
 
@@ -106,6 +109,8 @@ def test_port_already_taken_is_named(lab: pbx.LabSettings, tmp_path: Path) -> No
 
 
 def test_unreachable_mirror_is_named(tmp_path: Path) -> None:
-    settings = pbx.LabSettings(dir=tmp_path / "lab", ami_port=25039, sip_port=25062, mirror="http://127.0.0.1:9/debian")
-    with pytest.raises(LabError, match="package mirror unreachable: http://127.0.0.1:9/debian"):
+    settings = pbx.LabSettings(
+        dir=tmp_path / "lab", ami_port=25039, sip_port=25062, mirror="http://127.0.0.1:9/debian"
+    )
+    with pytest.raises(LabError, match=re.escape("package mirror unreachable: http://127.0.0.1:9/debian")):
         pbx.up(settings, print)
