@@ -5,6 +5,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# What the integration tests ran against, for the closing summary.
+LAB_FACTS = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if LAB_FACTS in config.stash:
+        terminalreporter.write_sep("-", "integration tests ran against the real lab")
+        terminalreporter.write_line(config.stash[LAB_FACTS])
 
 
 @pytest.fixture

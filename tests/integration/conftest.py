@@ -9,6 +9,7 @@ import pytest
 
 from acdbridge.errors import LabError
 from acdbridge.lab import pbx
+from tests.conftest import LAB_FACTS
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,12 +24,15 @@ def lab_settings() -> pbx.LabSettings:
 
 
 @pytest.fixture(scope="session")
-def lab(lab_settings: pbx.LabSettings) -> Iterator[pbx.LabSettings]:
+def lab(lab_settings: pbx.LabSettings, request: pytest.FixtureRequest) -> Iterator[pbx.LabSettings]:
     was_running = pbx.running_state(lab_settings) is not None
     try:
         pbx.up(lab_settings, print)
     except LabError as exc:
         pytest.fail(f"the Asterisk lab could not start: {exc}", pytrace=False)
+    version = pbx.asterisk_cli(lab_settings.root, "core show version").stdout.split(" built by")[0]
+    ami = f"{lab_settings.host}:{lab_settings.ami_port}"
+    request.config.stash[LAB_FACTS] = f"{version} in {lab_settings.root}, AMI {ami}"
     yield lab_settings
     if not was_running:  # leave a lab someone else started as we found it
         pbx.down(lab_settings, print)
