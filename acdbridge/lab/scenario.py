@@ -121,9 +121,6 @@ class Scenario:
     calls: tuple[CallSpec, ...]  # explicit and generated, sorted by time
     names: tuple[str, ...]
 
-    def queue_for_agent_action(self, agent: AgentSpec) -> QueueSpec | None:
-        return self.queues.get(agent.transfer_to) if agent.transfer_to else None
-
 
 @dataclass(frozen=True)
 class PlannedCall:

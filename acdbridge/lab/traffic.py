@@ -173,9 +173,8 @@ class TrafficDriver:
         self.caller_channel: dict[int, str] = {}  # call index -> its caller channel
         self.visits: dict[str, Visit] = {}  # caller (or consult) channel -> current visit
         self.visit_count: Counter[int] = Counter()
-        self.pending_atxfer: dict[
-            str, tuple[Visit, str]
-        ] = {}  # linkedid -> (visit, transferring agent's channel)
+        # linkedid -> (the visit being transferred, the transferring agent's channel)
+        self.pending_atxfer: dict[str, tuple[Visit, str]] = {}
         self.active: set[int] = set()
         self.report = TrafficReport(scn.name, len(self.calls))
         self.t0 = 0.0
@@ -405,29 +404,10 @@ class TrafficDriver:
 
     async def run(self) -> TrafficReport:
         self.report.started_at = time.time()
-        await self.reset_members()
-        self.t0 = time.monotonic()
-        pump = asyncio.create_task(self.pump_events(), name="ami-events")
-        placer = asyncio.create_task(self.place_calls(), name="place-calls")
-        lost = asyncio.create_task(self.ami.lost.wait(), name="ami-lost")
         try:
-            done, _ = await asyncio.wait(
-                {asyncio.create_task(self.all_done.wait()), lost}, timeout=self.scn.max_duration_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )  # fmt: skip
-            if lost in done:
-                raise LabError("the AMI connection to the lab was lost during the run")
-            if not done:
-                self.report.timed_out = True
-                self.say(
-                    f"max_duration_s {self.scn.max_duration_s:g} reached: hanging up {len(self.visits)} calls"
-                )
-                await self.hang_up_leftovers()
+            await self.reset_members()
+            await self.drive()
         finally:
-            placer.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-            pump.cancel()
-            lost.cancel()
             for sipp in self.sipp:
                 await sipp.stop()
             if not self.ami.lost.is_set():
@@ -435,6 +415,29 @@ class TrafficDriver:
         self.report.duration_s = time.monotonic() - self.t0
         self.report.dropped_events = self.ami.dropped
         return self.report
+
+    async def drive(self) -> None:
+        self.t0 = time.monotonic()
+        pump = asyncio.create_task(self.pump_events(), name="ami-events")
+        placer = asyncio.create_task(self.place_calls(), name="place-calls")
+        finished = asyncio.create_task(self.all_done.wait(), name="all-done")
+        lost = asyncio.create_task(self.ami.lost.wait(), name="ami-lost")
+        try:
+            done, _ = await asyncio.wait(
+                {finished, lost}, timeout=self.scn.max_duration_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if lost in done:
+                raise LabError("the AMI connection to the lab was lost during the run")
+            if not done:
+                self.report.timed_out = True
+                limit = self.scn.max_duration_s
+                self.say(f"max_duration_s {limit:g} reached: hanging up {len(self.visits)} calls")
+                await self.hang_up_leftovers()
+        finally:
+            for task in (placer, finished, lost):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            pump.cancel()
 
 
 async def run_async(scn: Scenario, settings: LabSettings, say: Printer) -> TrafficReport:
