@@ -70,7 +70,7 @@ def _cmd_lab_traffic(args: argparse.Namespace) -> int:
     from acdbridge.lab import scenario, traffic
 
     scn = scenario.load(args.scenario)
-    report = traffic.run_scenario(scn, _lab_settings(args), _say)
+    report = traffic.run_scenario(scn, _lab_settings(args), _say, record=args.record)
     _say(report.summary())
     return 0 if report.ok else 1
 
@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--scenario", required=True, help="scenario file (TOML or JSON) or a shipped scenario's name"
+    )
+    p.add_argument(
+        "--record",
+        type=Path,
+        metavar="TRACE",
+        help="save the raw AMI stream to TRACE and the run's queue_log lines to TRACE.queue_log",
     )
     p.set_defaults(func=_cmd_lab_traffic)
     return parser

@@ -32,13 +32,25 @@ def parse_lines(lines: Iterable[str]) -> Iterator[QueueLogEntry]:
         yield QueueLogEntry(when, parts[1], parts[2], parts[3], parts[4], tuple(parts[5:]))
 
 
-def read(path: Path, since: float = 0.0) -> list[QueueLogEntry]:
-    """Entries at or after `since` (epoch seconds; queue_log has whole seconds)."""
+def read_lines(path: Path, since: float = 0.0) -> list[str]:
+    """The raw lines written at or after `since` (epoch seconds; queue_log has whole seconds)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return []
-    return [e for e in parse_lines(text.splitlines()) if e.time >= int(since)]
+    return [
+        line for line, e in zip(text.splitlines(), _times(text.splitlines()), strict=True) if e >= int(since)
+    ]
+
+
+def _times(lines: list[str]) -> Iterator[float]:
+    for line in lines:
+        head = line.split("|", 1)[0]
+        yield float(head) if head.isdigit() else -1.0
+
+
+def read(path: Path, since: float = 0.0) -> list[QueueLogEntry]:
+    return list(parse_lines(read_lines(path, since)))
 
 
 def event_counts(entries: Iterable[QueueLogEntry]) -> Counter[str]:

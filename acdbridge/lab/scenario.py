@@ -19,6 +19,7 @@ A scenario (TOML or JSON) names queues, agents and callers:
     ring_delay_s = 1.5            # seconds of ringing before answering; "never" = ring-no-answer
     after_talk = { agent_hangs_up = 2, caller_hangs_up = 1, blind_transfer = 1 }   # weights
     transfer_to = "broadband"     # the queue a transfer goes to
+    pauses = [{ at_s = 30, for_s = 20, reason = "break" }]   # QueuePause in all its queues
 
     [arrivals]                    # optional: Poisson arrivals
     rate_per_min = 12
@@ -81,6 +82,13 @@ class QueueSpec:
 
 
 @dataclass(frozen=True)
+class Pause:
+    at_s: float
+    for_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     id: str
     kind: AgentKind
@@ -89,6 +97,7 @@ class AgentSpec:
     ring_delay_s: float | None  # None: never answers
     after_talk: tuple[tuple[Action, float], ...]
     transfer_to: str | None
+    pauses: tuple[Pause, ...] = ()
 
     @property
     def interface(self) -> str:
@@ -214,6 +223,19 @@ def _weights(r: _Reader, key: str, allowed: tuple[str, ...] | None) -> tuple[tup
     return tuple(out)
 
 
+def _pauses(a: _Reader) -> tuple[Pause, ...]:
+    out = []
+    for i, pdata in enumerate(a.get("pauses", list, [])):
+        if not isinstance(pdata, Mapping):
+            raise a.fail(f"pauses[{i}]", "expected a table {at_s, for_s, reason}")
+        p = _Reader(a.source, pdata, f"{a.where}pauses[{i}].")
+        p.check_keys({"at_s", "for_s", "reason"})
+        out.append(
+            Pause(p.seconds("at_s"), p.seconds("for_s", allow_zero=False), p.get("reason", str, "break"))
+        )
+    return tuple(out)
+
+
 def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     top = _Reader(source, data, "")
     top.check_keys(
@@ -242,7 +264,7 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         if not isinstance(adata, Mapping):
             raise top.fail(f"agents[{i}]", "expected a table")
         a = _Reader(source, adata, f"agents[{i}].")
-        a.check_keys({"id", "kind", "name", "queues", "ring_delay_s", "after_talk", "transfer_to"})
+        a.check_keys({"id", "kind", "name", "queues", "ring_delay_s", "after_talk", "transfer_to", "pauses"})
         agent_id = a.get("id", str, required=True)
         kind = a.get("kind", str, "local")
         if kind not in ("local", "sipp"):
@@ -276,6 +298,7 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
                 ring_delay,
                 cast("tuple[tuple[Action, float], ...]", after),
                 transfer_to,
+                _pauses(a),
             )
         )
     ids = [ag.id for ag in agents]

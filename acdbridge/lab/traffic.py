@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from panoramisk import Manager
@@ -35,6 +36,7 @@ from acdbridge.lab.sipp import SippAgent, endpoint_password
 Printer = Callable[[str], None]
 ACTION_TIMEOUT_S = 5.0
 LOGIN_TIMEOUT_S = 10.0
+RECORD_TAIL_S = 12.0  # longer than the sample config's longest wrapuptime (10 s)
 EVENT_QUEUE_SIZE = 10_000
 MAX_VISITS = 3  # a call is transferred at most twice, so scenarios cannot loop
 ATXFER_GIVE_UP_S = 40.0  # the transferring agent hangs up if the target never answers
@@ -53,6 +55,44 @@ def phone_of(channel: str) -> str:
     Hangup of the queue-side half publishes no hangup request, so app_queue would log
     COMPLETECALLER even when the agent's side was hung up)."""
     return channel[:-2] + ";2" if channel.startswith("Local/") and channel.endswith(";1") else channel
+
+
+class AmiRecorder:
+    """Records the raw AMI bytes acdbridge's own AMI user receives during a run -- the same
+    bytes panoramisk's save_stream writes -- for replay fixtures. At login it asks for
+    queues.conf with GetConfig, as the daemon does, so the capture holds the wrapuptimes."""
+
+    def __init__(self, host: str, port: int, out: Path) -> None:
+        self.host, self.port, self.out = host, port, out
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def start(self) -> None:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 5)
+        secret = AMI_USERS["acdbridge"]
+        login = (
+            f"Action: Login\r\nActionID: acdbridge-login\r\nUsername: acdbridge\r\nSecret: {secret}\r\n\r\n"
+        )
+        getconfig = (
+            "Action: GetConfig\r\nActionID: acdbridge-getconfig-queues\r\nFilename: queues.conf\r\n\r\n"
+        )
+        writer.write((login + getconfig).encode())
+        self._writer = writer
+        self._task = asyncio.create_task(self._copy(reader), name="ami-recorder")
+
+    async def _copy(self, reader: asyncio.StreamReader) -> None:
+        with self.out.open("wb") as f:
+            while chunk := await reader.read(65536):
+                f.write(chunk)
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.write(b"Action: Logoff\r\n\r\n")
+            await asyncio.sleep(0.2)
+            self._writer.close()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 5)
 
 
 class AmiLink:
@@ -180,6 +220,7 @@ class TrafficDriver:
         self.t0 = 0.0
         self.tasks: set[asyncio.Task[None]] = set()
         self.sipp: list[SippAgent] = []
+        self.pause_timers: list[asyncio.TimerHandle] = []
         self.all_done = asyncio.Event()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -365,19 +406,26 @@ class TrafficDriver:
                 self.log(
                     f"call {visit.call.index} left {visit.queue} unanswered after {ev.get('holdtime', '?')}s"
                 )
-        elif name == "OriginateResponse" and ev.get("response", "").lower() == "failure":
-            self.report.originate_failures += 1
-            number = ev.get("calleridnum", "")
-            if number in self.by_number:
-                self.finish(self.by_number[number].index)
+        elif name == "OriginateResponse" and ev.get("calleridnum", "") in self.by_number:
+            call = self.by_number[ev["calleridnum"]]
+            if ev.get("response", "").lower() == "failure":
+                self.report.originate_failures += 1
+                self.finish(call.index)
+            else:  # a caller who is never let into the queue (blocked) still hangs up: track it
+                self.caller_channel.setdefault(call.index, ev.get("channel", ""))
         elif name == "Hangup":
             channel = ev.get("channel", "")
             visit = self.visits.pop(channel, None)
             if visit is not None:
                 visit.cancel_timers()
-                if visit.consult_for is None:
-                    self.log(f"call {visit.call.index} ended")
-                    self.finish(visit.call.index)
+            call = self.by_number.get(ev.get("calleridnum", ""))
+            if (
+                call is not None
+                and self.caller_channel.get(call.index) == channel
+                and call.index in self.active
+            ):
+                self.log(f"call {call.index} ended")
+                self.finish(call.index)
 
     async def pump_events(self) -> None:
         while True:
@@ -386,6 +434,26 @@ class TrafficDriver:
                 self.on_event(ev)
             except Exception as exc:  # a generator bug must not stop the traffic silently
                 self.report.action_errors[f"internal: {type(exc).__name__}: {exc}"] += 1
+
+    def schedule_pauses(self) -> None:
+        loop = asyncio.get_running_loop()
+        for agent in self.scn.agents:
+            for pause in agent.pauses:
+                for paused, at in ((True, pause.at_s), (False, pause.at_s + pause.for_s)):
+                    fields = {
+                        "Action": "QueuePause",
+                        "Interface": agent.interface,
+                        "Paused": str(paused).lower(),
+                    }
+                    if paused:
+                        fields["Reason"] = pause.reason
+                    word = f"pauses ({pause.reason})" if paused else "is back from pause"
+
+                    def act(fields: dict[str, str] = fields, text: str = f"{agent.name} {word}") -> None:
+                        self.log(text)
+                        self.spawn("queuepause", fields)
+
+                    self.pause_timers.append(loop.call_at(loop.time() + at, act))
 
     async def place_calls(self) -> None:
         for call in self.calls:
@@ -422,6 +490,7 @@ class TrafficDriver:
         placer = asyncio.create_task(self.place_calls(), name="place-calls")
         finished = asyncio.create_task(self.all_done.wait(), name="all-done")
         lost = asyncio.create_task(self.ami.lost.wait(), name="ami-lost")
+        self.schedule_pauses()
         try:
             done, _ = await asyncio.wait(
                 {finished, lost}, timeout=self.scn.max_duration_s, return_when=asyncio.FIRST_COMPLETED
@@ -436,25 +505,43 @@ class TrafficDriver:
         finally:
             for task in (placer, finished, lost):
                 task.cancel()
+            for timer in self.pause_timers:
+                timer.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
             pump.cancel()
 
 
-async def run_async(scn: Scenario, settings: LabSettings, say: Printer) -> TrafficReport:
+async def run_async(
+    scn: Scenario, settings: LabSettings, say: Printer, record: Path | None = None
+) -> TrafficReport:
+    """Run a scenario. With `record`, the raw AMI stream goes to that file and the run's
+    queue_log lines to the same name with .queue_log added: a replay fixture and its truth."""
     if running_state(settings) is None:
         raise LabError("lab is not running", detail="start it with: acdbridge lab up")
+    recorder = AmiRecorder(settings.host, settings.ami_port, record) if record else None
+    if recorder:
+        await recorder.start()
     ami = AmiLink(settings.host, settings.ami_port, LAB_USER, AMI_USERS[LAB_USER])
     await ami.connect()
     try:
         report = await TrafficDriver(scn, settings, say, ami).run()
     finally:
         ami.close()
-    await asyncio.sleep(1.5)  # let Asterisk flush the last queue_log lines (wrap-up, hang-ups)
-    report.queue_log = queuelog.event_counts(queuelog.read(settings.queue_log, since=report.started_at))
+        # let Asterisk write the last queue_log lines; a recording also waits out the last wrap-up
+        await asyncio.sleep(RECORD_TAIL_S if record else 1.5)
+        if recorder:
+            await recorder.stop()
+    lines = queuelog.read_lines(settings.queue_log, since=report.started_at)
+    report.queue_log = queuelog.event_counts(queuelog.parse_lines(lines))
+    if record:
+        text = "".join(f"{line}\n" for line in lines)
+        await asyncio.to_thread(Path(f"{record}.queue_log").write_text, text, encoding="utf-8")
     return report
 
 
-def run_scenario(scn: Scenario, settings: LabSettings, say: Printer) -> TrafficReport:
+def run_scenario(
+    scn: Scenario, settings: LabSettings, say: Printer, record: Path | None = None
+) -> TrafficReport:
     say(f"scenario {scn.name}: {len(scn.calls)} calls, {len(scn.agents)} agents, "
         f"at most {scn.max_duration_s:g}s")  # fmt: skip
-    return asyncio.run(run_async(scn, settings, say))
+    return asyncio.run(run_async(scn, settings, say, record))
