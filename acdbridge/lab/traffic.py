@@ -418,14 +418,10 @@ class TrafficDriver:
             visit = self.visits.pop(channel, None)
             if visit is not None:
                 visit.cancel_timers()
-            call = self.by_number.get(ev.get("calleridnum", ""))
-            if (
-                call is not None
-                and self.caller_channel.get(call.index) == channel
-                and call.index in self.active
-            ):
-                self.log(f"call {call.index} ended")
-                self.finish(call.index)
+            caller = self.by_number.get(ev.get("calleridnum", ""))
+            if caller and self.caller_channel.get(caller.index) == channel and caller.index in self.active:
+                self.log(f"call {caller.index} ended")
+                self.finish(caller.index)
 
     async def pump_events(self) -> None:
         while True:
