@@ -75,6 +75,17 @@ def _cmd_lab_traffic(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from acdbridge.replay import dumps, replay_records
+
+    problems: list[str] = []
+    for record in replay_records(args.trace, on_problem=problems.append):
+        sys.stdout.write(dumps(record) + "\n")
+    for problem in problems:
+        print(f"acdbridge: warning: {problem}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from acdbridge.lab.pbx import DEFAULT_DIR
 
@@ -83,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)
+
+    p = sub.add_parser("replay", help="replay a raw AMI capture through the tracker")
+    p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")
+    p.add_argument("--records", action="store_true", required=True,
+                   help="print one JSON object per finished queue visit")  # fmt: skip
+    p.set_defaults(func=_cmd_replay)
 
     lab = sub.add_parser("lab", help="a real Asterisk 22 for tests and demos (needs root)")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")

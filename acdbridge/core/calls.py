@@ -1,0 +1,528 @@
+"""The call tracker: AMI messages in, finished queue visits out. Sans-IO; the clock is the
+events' own Timestamp header.
+
+A visit is one stay of one caller channel (its Uniqueid, the id queue_log uses) in one queue:
+join -> ring attempts -> answer -> talk with hold segments -> transfer? -> end -> the
+answering agent's wrap-up. A caller blind-transferred into another queue starts a new visit of
+the same channel. Every rule of the visit's life is in TRANSITIONS below; a message that is not
+allowed in a visit's state (a duplicate after a reconnect, say) is counted and ignored.
+
+Facts checked on the lab (docs/lab.md): QueueCallerLeave comes for answered calls too, before
+AgentConnect; QueueCallerAbandon comes for timeouts and empty-queue exits as well, and the
+QUEUESTATUS VarSet that follows tells them apart (a caller's hang-up has none, its Hangup
+follows); Hold/Unhold come on the agent's channel; a blind transfer emits an Unhold with no Hold;
+the queue's wrapuptime is in no event (GetConfig queues.conf gives it)."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from acdbridge.core.ami import AmiMessage
+
+State = Literal["waiting", "leaving", "talking", "wrapup", "done"]
+Outcome = Literal["answered", "abandoned", "timeout", "exit_empty", "exit_key", "blocked"]
+
+# (state, input) -> next state. Inputs are AMI event names, the QUEUESTATUS variable, and
+# "WrapEnd" (the wrap-up ended: expired, next call offered, paused or logged out).
+TRANSITIONS: dict[tuple[State, str], State] = {
+    ("waiting", "AgentCalled"): "waiting",
+    ("waiting", "AgentRingNoAnswer"): "waiting",
+    ("waiting", "AgentDump"): "waiting",
+    ("waiting", "QueueCallerLeave"): "waiting",  # also before AgentConnect
+    ("waiting", "AgentConnect"): "talking",
+    ("waiting", "QueueCallerAbandon"): "leaving",
+    ("waiting", "QUEUESTATUS"): "done",  # left without Abandon: a key press
+    ("waiting", "Hangup"): "done",  # Abandon missed (reconnect): the caller hung up
+    ("leaving", "QueueCallerLeave"): "leaving",
+    ("leaving", "AgentDump"): "leaving",
+    ("leaving", "QUEUESTATUS"): "done",
+    ("leaving", "Hangup"): "done",
+    ("leaving", "QueueCallerJoin"): "done",  # straight into another queue
+    ("talking", "Hold"): "talking",
+    ("talking", "Unhold"): "talking",
+    ("talking", "BlindTransfer"): "talking",
+    ("talking", "AttendedTransfer"): "talking",
+    ("talking", "Hangup"): "talking",  # AgentComplete follows, sometimes late
+    ("talking", "AgentComplete"): "wrapup",
+    ("wrapup", "WrapEnd"): "done",
+}
+BLOCKED_STATUSES = {"FULL": "full", "JOINEMPTY": "joinempty", "JOINUNAVAIL": "joinunavail"}
+# A caller's Hangup while talking is normally followed at once by AgentComplete. Asterisk 22
+# sends none for the consult leg of an attended transfer (queue_log still has COMPLETECALLER):
+# when this long has passed on the events' clock, the Hangup ends the talk instead.
+AGENT_COMPLETE_GRACE_S = 2.0
+LEAVE_STATUSES: dict[str, Outcome] = {
+    "TIMEOUT": "timeout",
+    "LEAVEEMPTY": "exit_empty",
+    "LEAVEUNAVAIL": "exit_empty",
+}
+
+
+@dataclass
+class RingAttempt:
+    agent: str
+    interface: str
+    start_ts: float
+    end_ts: float | None = None
+    result: str | None = None  # answered | no_answer | canceled | dumped
+
+
+@dataclass
+class Visit:
+    uniqueid: str
+    linkedid: str
+    queue: str
+    caller: str
+    caller_name: str
+    enter_ts: float
+    time_source: str
+    state: State = "waiting"
+    ring_attempts: list[RingAttempt] = field(default_factory=list)
+    left_queue: bool = False
+    answer_ts: float | None = None
+    agent: str | None = None
+    agent_interface: str | None = None
+    agent_uniqueid: str | None = None
+    holds: list[list[float]] = field(default_factory=list)
+    transfer: dict[str, str] | None = None
+    ended_by: str | None = None
+    leave_ts: float | None = None
+    end_ts: float | None = None
+    outcome: Outcome | None = None
+    blocked_reason: str | None = None
+    hangup_ts: float | None = None
+    wrap_due: float | None = None
+    wrap_s: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, float]:
+        return (self.uniqueid, self.queue, self.enter_ts)
+
+
+def _ts(msg: AmiMessage, fallback: float) -> tuple[float, str]:
+    raw = msg.headers.get("Timestamp")
+    if raw:
+        try:
+            return float(raw), "event"
+        except ValueError:
+            pass
+    return fallback, "receive"
+
+
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in sorted(spans):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None and cur_start is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None and cur_start is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def record_of(v: Visit) -> dict[str, Any]:
+    """The visit as the replay contract's JSON object (key order is part of the contract)."""
+    end = v.end_ts if v.end_ts is not None else v.enter_ts
+    waited_until = v.answer_ts if v.answer_ts is not None else (v.leave_ts if v.leave_ts is not None else end)
+    spans = [(a.start_ts, a.end_ts) for a in v.ring_attempts if a.end_ts is not None]
+    hold_s = sum((max(0.0, h[1] - h[0]) for h in v.holds), 0.0)
+    talk_s = max(0.0, end - v.answer_ts - hold_s) if v.answer_ts is not None else 0.0
+    return {
+        "uniqueid": v.uniqueid,
+        "linkedid": v.linkedid,
+        "queue": v.queue,
+        "caller": v.caller,
+        "caller_name": v.caller_name,
+        "outcome": v.outcome,
+        "blocked_reason": v.blocked_reason,
+        "enter_ts": v.enter_ts,
+        "answer_ts": v.answer_ts,
+        "end_ts": end,
+        "wait_s": round(max(0.0, waited_until - v.enter_ts), 6) if v.outcome != "blocked" else 0.0,
+        "ring_s": round(_union_length(spans), 6),
+        "talk_s": round(talk_s, 6),
+        "hold_s": round(hold_s, 6),
+        "hold_count": len(v.holds),
+        "wrap_s": None if v.wrap_s is None else round(v.wrap_s, 6),
+        "agent": v.agent,
+        "agent_interface": v.agent_interface,
+        "ring_attempts": [
+            {
+                "agent": a.agent,
+                "interface": a.interface,
+                "start_ts": a.start_ts,
+                "end_ts": a.end_ts,
+                "result": a.result,
+            }
+            for a in v.ring_attempts
+        ],
+        "transfer": v.transfer,
+        "ended_by": v.ended_by,
+        "time_source": v.time_source,
+    }
+
+
+class CallTracker:
+    """Feed AMI messages in order; finished visits come out of `finished` (and the callback)."""
+
+    def __init__(
+        self,
+        wrapup_s: dict[str, float] | None = None,
+        on_visit: Callable[[dict[str, Any]], None] | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
+        self.wrapup_s: dict[str, float] = dict(wrapup_s or {})  # from config; GetConfig overrides
+        self.config_wrapup: dict[str, float] = {}
+        self.on_visit = on_visit
+        self.on_problem = on_problem
+        self.active: dict[str, Visit] = {}  # caller uniqueid -> its current visit
+        self.by_agent_channel: dict[str, Visit] = {}  # agent channel uniqueid -> visit talking
+        self.wrapping: dict[str, Visit] = {}  # agent interface -> visit in wrap-up
+        self._wrap_heap: list[tuple[float, str, tuple[str, str, float]]] = []
+        self.hung_up: dict[str, Visit] = {}  # caller uniqueid -> talking visit whose caller hung up
+        self.known_queues: set[str] = set()
+        self.finished: list[dict[str, Any]] = []
+        self.ignored: Counter[str] = Counter()
+        self.now = 0.0
+        self._done_keys: set[tuple[str, str, float]] = set()
+
+    # -- input ---------------------------------------------------------------------------------
+    def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
+        ts, source = _ts(msg, received_at)
+        if ts > self.now:
+            self.now = ts
+            self._expire_hangups(ts - AGENT_COMPLETE_GRACE_S)
+            self._expire_wraps()
+        if msg.kind == "response":
+            if msg.headers.get("Category-000000") is not None:
+                self._read_getconfig(msg)
+            return
+        handler = self._handlers.get(msg.name)
+        if handler is not None:
+            handler(self, msg, ts, source)
+
+    def finish(self) -> None:
+        """End of input (end of a trace, or an orderly stop): wrap-ups run to their due time,
+        visits still waiting stay unfinished and are not reported."""
+        self._expire_hangups(float("inf"))
+        for interface in list(self.wrapping):
+            visit = self.wrapping[interface]
+            self._end_wrap(interface, visit.wrap_due if visit.wrap_due is not None else self.now)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _step(self, visit: Visit, event: str) -> bool:
+        nxt = TRANSITIONS.get((visit.state, event))
+        if nxt is None:
+            self.ignored[f"{visit.state}:{event}"] += 1
+            return False
+        visit.state = nxt
+        return True
+
+    def _emit(self, visit: Visit) -> None:
+        visit.state = "done"
+        if self.active.get(visit.uniqueid) is visit:
+            del self.active[visit.uniqueid]
+        if visit.key in self._done_keys:  # the same visit seen again (replayed stream)
+            self.ignored["duplicate-visit"] += 1
+            return
+        self._done_keys.add(visit.key)
+        rec = record_of(visit)
+        self.finished.append(rec)
+        if self.on_visit is not None:
+            self.on_visit(rec)
+
+    def _close_unanswered(self, v: Visit, outcome: Outcome, ts: float) -> None:
+        for attempt in v.ring_attempts:
+            if attempt.end_ts is None:
+                attempt.end_ts, attempt.result = ts, ("dumped" if outcome == "abandoned" else "canceled")
+        v.outcome = outcome
+        v.leave_ts = v.leave_ts if v.leave_ts is not None else ts
+        v.end_ts = v.leave_ts
+        self._emit(v)
+
+    def _read_getconfig(self, msg: AmiMessage) -> None:
+        """queues.conf from GetConfig: Category-N: name / Line-N-M: key=value (last one wins)."""
+        names: dict[str, str] = {}
+        for key, value in msg.headers.items():
+            if key.startswith("Category-"):
+                names[key[len("Category-") :]] = value
+        for key, value in msg.headers.items():
+            if key.startswith("Line-"):
+                cat = names.get(key.split("-")[1])
+                var, _, val = value.partition("=")
+                if cat and cat != "general" and var.strip() == "wrapuptime":
+                    try:
+                        self.config_wrapup[cat] = float(val)
+                    except ValueError:
+                        self._problem(f"queues.conf [{cat}] wrapuptime={val!r} is not a number")
+        self.known_queues.update(n for n in names.values() if n != "general")
+
+    def _wrapup_for(self, queue: str) -> float | None:
+        if queue in self.config_wrapup:
+            return self.config_wrapup[queue]
+        return self.wrapup_s.get(queue)
+
+    def _problem(self, text: str) -> None:
+        if self.on_problem is not None:
+            self.on_problem(text)
+
+    def _visit(self, msg: AmiMessage) -> Visit | None:
+        v = self.active.get(msg.headers.get("Uniqueid", ""))
+        if v is None or (msg.headers.get("Queue") and msg.headers["Queue"] != v.queue):
+            return None
+        return v
+
+    def _expire_hangups(self, before: float) -> None:
+        for uid, v in list(self.hung_up.items()):
+            if v.hangup_ts is not None and v.hangup_ts <= before:
+                del self.hung_up[uid]
+                if v.state == "talking":
+                    self.ignored["missing:AgentComplete"] += 1
+                    self._complete(v, v.hangup_ts, "caller")
+
+    # -- wrap-up -------------------------------------------------------------------------------
+    def _start_wrap(self, v: Visit, ts: float) -> None:
+        interface = v.agent_interface or ""
+        previous = self.wrapping.get(interface)
+        if previous is not None:
+            self._end_wrap(interface, ts)
+        wrap = self._wrapup_for(v.queue)
+        if wrap is None:  # wrapuptime unknown: no wrap figure rather than a wrong one
+            v.wrap_s = None
+            self._step(v, "WrapEnd")
+            self._emit(v)
+            return
+        v.wrap_due = ts + wrap
+        self.wrapping[interface] = v
+        heapq.heappush(self._wrap_heap, (v.wrap_due, interface, v.key))
+        self._expire_wraps()
+
+    def _end_wrap(self, interface: str, ts: float) -> None:
+        v = self.wrapping.pop(interface, None)
+        if v is None or v.end_ts is None:
+            return
+        due = v.wrap_due if v.wrap_due is not None else ts
+        v.wrap_s = max(0.0, min(ts, due) - v.end_ts)
+        self._step(v, "WrapEnd")
+        self._emit(v)
+
+    def _expire_wraps(self) -> None:
+        heap = self._wrap_heap
+        while heap and heap[0][0] <= self.now:
+            due, interface, key = heapq.heappop(heap)
+            v = self.wrapping.get(interface)
+            if v is not None and v.key == key:
+                self._end_wrap(interface, due)
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _on_join(self, msg: AmiMessage, ts: float, source: str) -> None:
+        h = msg.headers
+        uid, queue = h.get("Uniqueid", ""), h.get("Queue", "")
+        current = self.active.get(uid)
+        if current is not None and current.state == "talking":  # its AgentComplete was missed
+            self.ignored["missing:AgentComplete"] += 1
+            self._complete(current, ts, None)
+            current = None
+        if current is not None:
+            if current.queue == queue and current.state in ("waiting", "leaving"):
+                self.ignored["duplicate:QueueCallerJoin"] += 1
+                return
+            if current.state == "leaving":
+                self._step(current, "QueueCallerJoin")
+                self._close_unanswered(current, "abandoned", current.leave_ts or ts)
+        self.known_queues.add(queue)
+        self.active[uid] = Visit(uid, h.get("Linkedid", uid), queue, h.get("CallerIDNum", ""),
+                                 h.get("CallerIDName", ""), ts, source)  # fmt: skip
+
+    def _on_called(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        interface = msg.headers.get("Interface", "")
+        # an agent offered a new call has ended the wrap-up of the last one
+        if interface in self.wrapping:
+            self._end_wrap(interface, ts)
+        v = self._visit(msg)
+        if v is None or not self._step(v, "AgentCalled"):
+            return
+        if any(a.interface == interface and a.end_ts is None for a in v.ring_attempts):
+            self.ignored["duplicate:AgentCalled"] += 1
+            return
+        v.ring_attempts.append(RingAttempt(msg.headers.get("MemberName", ""), interface, ts))
+
+    def _end_attempt(self, msg: AmiMessage, ts: float, result: str, event: str) -> None:
+        v = self._visit(msg)
+        if v is None or not self._step(v, event):
+            return
+        interface = msg.headers.get("Interface", "")
+        for a in v.ring_attempts:
+            if a.interface == interface and a.end_ts is None:
+                a.end_ts, a.result = max(ts, a.start_ts), result
+
+    def _on_ring_no_answer(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        self._end_attempt(msg, ts, "no_answer", "AgentRingNoAnswer")
+
+    def _on_dump(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        self._end_attempt(msg, ts, "dumped", "AgentDump")
+
+    def _on_leave(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        v = self._visit(msg)
+        if v is not None and self._step(v, "QueueCallerLeave"):
+            v.left_queue = True
+            if v.leave_ts is None:
+                v.leave_ts = ts
+
+    def _on_connect(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        v = self._visit(msg)
+        if v is None or not self._step(v, "AgentConnect"):
+            return
+        h = msg.headers
+        interface = h.get("Interface", "")
+        v.answer_ts, v.agent, v.agent_interface = ts, h.get("MemberName", ""), interface
+        v.agent_uniqueid = h.get("DestUniqueid") or None
+        v.leave_ts = None
+        for a in v.ring_attempts:
+            if a.end_ts is None:
+                a.end_ts, a.result = ts, ("answered" if a.interface == interface else "canceled")
+        if not any(a.result == "answered" for a in v.ring_attempts):  # AgentCalled missed
+            v.ring_attempts.append(RingAttempt(v.agent, interface, ts, ts, "answered"))
+        if v.agent_uniqueid:
+            self.by_agent_channel[v.agent_uniqueid] = v
+
+    def _on_abandon(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        v = self._visit(msg)
+        if v is not None and self._step(v, "QueueCallerAbandon"):
+            v.leave_ts = ts
+
+    def _on_hold(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        v = self._talking_visit(msg)
+        if v is None or not self._step(v, msg.name):
+            return
+        open_hold = bool(v.holds) and len(v.holds[-1]) == 1
+        if msg.name == "Hold":
+            if open_hold:
+                self.ignored["duplicate:Hold"] += 1
+            else:
+                v.holds.append([ts])
+        elif open_hold:
+            v.holds[-1].append(max(ts, v.holds[-1][0]))
+        else:  # e.g. the Unhold a blind transfer emits with no Hold before it
+            self.ignored["unhold-without-hold"] += 1
+
+    def _talking_visit(self, msg: AmiMessage) -> Visit | None:
+        uid = msg.headers.get("Uniqueid", "")
+        v = self.by_agent_channel.get(uid)
+        if v is None:
+            caller = self.active.get(uid)
+            v = caller if caller is not None and caller.state == "talking" else None
+        return v if v is not None and v.state == "talking" else None
+
+    def _on_transfer(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        h = msg.headers
+        if h.get("Result") != "Success":
+            return
+        v = self.active.get(h.get("TransfereeUniqueid", ""))
+        if v is None:
+            v = self.by_agent_channel.get(h.get("TransfererUniqueid") or h.get("OrigTransfererUniqueid", ""))
+        if v is None or not self._step(v, msg.name):
+            return
+        if msg.name == "BlindTransfer":
+            v.transfer = {"kind": "blind", "to": f"{h.get('Extension', '')}@{h.get('Context', '')}"}
+        else:
+            to = f"{h.get('TransferTargetExten', '')}@{h.get('TransferTargetContext', '')}"
+            v.transfer = {"kind": "attended", "to": to}
+
+    def _on_complete(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        v = self._visit(msg)
+        if v is None:
+            return
+        reason = msg.headers.get("Reason", "")
+        self._complete(v, ts, reason if reason in ("caller", "agent", "transfer") else None)
+
+    def _complete(self, v: Visit, ts: float, ended_by: str | None) -> None:
+        if not self._step(v, "AgentComplete"):
+            return
+        v.ended_by = "transfer" if v.transfer else ended_by
+        v.end_ts = ts
+        self.hung_up.pop(v.uniqueid, None)
+        v.outcome = "answered"
+        if v.holds and len(v.holds[-1]) == 1:
+            v.holds[-1].append(ts)
+        if v.agent_uniqueid:
+            self.by_agent_channel.pop(v.agent_uniqueid, None)
+        if self.active.get(v.uniqueid) is v:
+            del self.active[v.uniqueid]  # the caller may go on into another queue
+        self._start_wrap(v, ts)
+
+    def _on_hangup(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        v = self.active.get(msg.headers.get("Uniqueid", ""))
+        if v is None:
+            return
+        before = v.state
+        if before == "talking" and v.hangup_ts is None:
+            v.hangup_ts = ts
+            self.hung_up[v.uniqueid] = v
+        if self._step(v, "Hangup") and v.state == "done":
+            # still waiting but already out of the queue without an Abandon: a key press
+            key_exit = before == "waiting" and v.left_queue
+            self._close_unanswered(v, "exit_key" if key_exit else "abandoned", ts)
+
+    def _on_varset(self, msg: AmiMessage, ts: float, source: str) -> None:
+        h = msg.headers
+        if h.get("Variable") != "QUEUESTATUS":
+            return
+        value, uid = h.get("Value", ""), h.get("Uniqueid", "")
+        v = self.active.get(uid)
+        if v is None:
+            if value in BLOCKED_STATUSES:
+                queue = h.get("Exten", "")
+                queue = queue if queue in self.known_queues else "unknown"
+                caller, name = h.get("CallerIDNum", ""), h.get("CallerIDName", "")
+                blocked = Visit(uid, h.get("Linkedid", uid), queue, caller, name, ts, source)
+                blocked.outcome, blocked.blocked_reason = "blocked", BLOCKED_STATUSES[value]
+                blocked.end_ts = ts
+                self._emit(blocked)
+            return
+        before = v.state
+        if not self._step(v, "QUEUESTATUS"):
+            return
+        default: Outcome = "abandoned" if before == "leaving" else "exit_key"
+        self._close_unanswered(v, LEAVE_STATUSES.get(value, default), ts)
+
+    def _on_member_gone(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        """A pause or a logout ends the agent's wrap-up early."""
+        if msg.name == "QueueMemberPause" and msg.headers.get("Paused") != "1":
+            return
+        interface = msg.headers.get("Interface", "")
+        if interface in self.wrapping:
+            self._end_wrap(interface, ts)
+
+    _handlers: ClassVar[dict[str, Callable[[CallTracker, AmiMessage, float, str], None]]] = {
+        "QueueCallerJoin": _on_join,
+        "AgentCalled": _on_called,
+        "AgentRingNoAnswer": _on_ring_no_answer,
+        "AgentDump": _on_dump,
+        "QueueCallerLeave": _on_leave,
+        "AgentConnect": _on_connect,
+        "QueueCallerAbandon": _on_abandon,
+        "Hold": _on_hold,
+        "Unhold": _on_hold,
+        "BlindTransfer": _on_transfer,
+        "AttendedTransfer": _on_transfer,
+        "AgentComplete": _on_complete,
+        "Hangup": _on_hangup,
+        "VarSet": _on_varset,
+        "QueueMemberPause": _on_member_gone,
+        "QueueMemberRemoved": _on_member_gone,
+    }
+
+
+def replay_messages(messages: Iterator[AmiMessage], tracker: CallTracker) -> list[dict[str, Any]]:
+    for msg in messages:
+        tracker.feed(msg)
+    tracker.finish()
+    return tracker.finished
