@@ -177,7 +177,9 @@ class CallTracker:
         wrapup_s: dict[str, float] | None = None,
         on_visit: Callable[[dict[str, Any]], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
+        on_wrap_end: Callable[[str, float], None] | None = None,
     ) -> None:
+        self.on_wrap_end = on_wrap_end
         self.wrapup_s: dict[str, float] = dict(wrapup_s or {})  # from config; GetConfig overrides
         self.config_wrapup: dict[str, float] = {}
         self.on_visit = on_visit
@@ -310,6 +312,8 @@ class CallTracker:
             return
         due = v.wrap_due if v.wrap_due is not None else ts
         v.wrap_s = max(0.0, min(ts, due) - v.end_ts)
+        if self.on_wrap_end is not None:
+            self.on_wrap_end(interface, min(ts, due))
         self._step(v, "WrapEnd")
         self._emit(v)
 

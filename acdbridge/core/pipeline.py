@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.calls import CallTracker
 
@@ -17,9 +18,22 @@ class Pipeline:
         wrapup_s: dict[str, float] | None = None,
         on_visit: Callable[[Record], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
+        on_agent_state: Callable[[Record], None] | None = None,
     ) -> None:
         self.parser = FrameParser(on_error=on_problem)
-        self.calls = CallTracker(wrapup_s, on_visit=on_visit, on_problem=on_problem)
+        self.agents = AgentTracker(on_state=on_agent_state)
+        self.calls = CallTracker(
+            wrapup_s, on_visit=self._visit_done, on_problem=on_problem, on_wrap_end=self.agents.wrap_ended
+        )
+        self._on_visit = on_visit
+
+    def _visit_done(self, record: Record) -> None:
+        # an agent rung for this caller but not the one who answered stops ringing now
+        for attempt in record["ring_attempts"]:
+            if attempt["result"] in ("canceled", "dumped"):
+                self.agents.ring_canceled(attempt["interface"], attempt["end_ts"])
+        if self._on_visit is not None:
+            self._on_visit(record)
 
     def new_connection(self) -> None:
         """A new AMI connection starts with a banner: parse it afresh; tracked state stays."""
@@ -28,11 +42,13 @@ class Pipeline:
     def feed_bytes(self, data: bytes, received_at: float = 0.0) -> list[AmiMessage]:
         messages = self.parser.feed(data)
         for msg in messages:
-            self.calls.feed(msg, received_at)
+            self.feed(msg, received_at)
         return messages
 
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
         self.calls.feed(msg, received_at)
+        self.agents.feed(msg, self.calls.now if "Timestamp" in msg.headers else received_at)
 
     def finish(self) -> None:
         self.calls.finish()
+        self.agents.finish(self.calls.now)

@@ -1,0 +1,160 @@
+"""The agent tracker: what each agent (queue member interface) is doing, and for how long.
+Sans-IO; time from the events' Timestamp.
+
+An agent's state combines two machines, each a transition table:
+  membership  logged_out / ready / paused  (QueueMemberAdded/Removed/Pause, per queue)
+  activity    idle / ringing / talking / on_hold / wrapup   (the calls)
+Shown state: logged_out without any membership; else the activity unless idle; else paused
+if paused in every queue it is a member of; else ready. Each finished stretch of one shown
+state is reported as a record, so durations per state add up."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from acdbridge.core.ami import AmiMessage
+
+Activity = Literal["idle", "ringing", "talking", "on_hold", "wrapup"]
+
+# (activity, input) -> next activity. Inputs: AMI event names, plus "WrapEnd" from the call tracker.
+ACTIVITY: dict[tuple[Activity, str], Activity] = {
+    ("idle", "AgentCalled"): "ringing",
+    ("wrapup", "AgentCalled"): "ringing",  # offered the next call: wrap-up is over
+    ("ringing", "AgentCalled"): "ringing",  # a second caller rings the same agent (ringinuse)
+    ("ringing", "AgentRingNoAnswer"): "idle",
+    ("ringing", "AgentDump"): "idle",
+    ("ringing", "RingCanceled"): "idle",
+    ("ringing", "AgentConnect"): "talking",
+    ("idle", "AgentConnect"): "talking",  # AgentCalled missed
+    ("talking", "Hold"): "on_hold",
+    ("on_hold", "Unhold"): "talking",
+    ("talking", "AgentComplete"): "wrapup",
+    ("on_hold", "AgentComplete"): "wrapup",
+    ("wrapup", "WrapEnd"): "idle",
+}
+
+
+@dataclass
+class Agent:
+    interface: str
+    name: str
+    memberships: dict[str, bool] = field(default_factory=dict)  # queue -> paused
+    pause_reason: str = ""
+    activity: Activity = "idle"
+    channel: str | None = None  # the agent's channel uniqueid while in a call
+    shown: str = "logged_out"
+    since: float | None = None
+    time_in: dict[str, float] = field(default_factory=dict)  # seconds spent in each shown state
+
+    def compute_shown(self) -> str:
+        if not self.memberships:
+            return "logged_out"
+        if self.activity != "idle":
+            return self.activity
+        if all(self.memberships.values()):
+            return "paused"
+        return "ready"
+
+
+class AgentTracker:
+    def __init__(
+        self,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.agents: dict[str, Agent] = {}
+        self.by_channel: dict[str, str] = {}  # agent channel uniqueid -> interface
+        self.on_state = on_state
+        self.ignored: Counter[str] = Counter()
+
+    def _agent(self, h: dict[str, str]) -> Agent:
+        interface = h.get("Interface") or h.get("Location", "")
+        agent = self.agents.get(interface)
+        if agent is None:
+            agent = self.agents[interface] = Agent(
+                interface, h.get("MemberName") or h.get("Name") or interface
+            )
+        elif h.get("MemberName"):
+            agent.name = h["MemberName"]
+        return agent
+
+    def _settle(self, agent: Agent, ts: float) -> None:
+        """Close the current stretch if the shown state changed."""
+        shown = agent.compute_shown()
+        if shown == agent.shown and agent.since is not None:
+            return
+        if agent.since is not None:
+            self._report(agent, ts)
+        agent.shown, agent.since = shown, ts
+
+    def _report(self, agent: Agent, ts: float) -> None:
+        assert agent.since is not None
+        end = max(ts, agent.since)
+        duration = end - agent.since
+        agent.time_in[agent.shown] = agent.time_in.get(agent.shown, 0.0) + duration
+        if self.on_state is not None:
+            reason = agent.pause_reason if agent.shown == "paused" else None
+            self.on_state(
+                {
+                    "agent": agent.name, "interface": agent.interface, "state": agent.shown, "reason": reason,
+                    "start_ts": agent.since, "end_ts": end, "duration_s": round(duration, 6),
+                }
+            )  # fmt: skip
+
+    def _activity(self, agent: Agent, event: str, ts: float) -> bool:
+        nxt = ACTIVITY.get((agent.activity, event))
+        if nxt is None:
+            self.ignored[f"{agent.activity}:{event}"] += 1
+            return False
+        agent.activity = nxt
+        self._settle(agent, ts)
+        return True
+
+    def feed(self, msg: AmiMessage, ts: float) -> None:
+        if msg.kind != "event":
+            return
+        h, name = msg.headers, msg.name
+        if name in ("QueueMemberAdded", "QueueMember", "QueueMemberStatus", "QueueMemberPause"):
+            agent = self._agent(h)
+            queue = h.get("Queue", "")
+            paused = h.get("Paused") == "1"
+            if paused and (name == "QueueMemberPause" or queue not in agent.memberships):
+                agent.pause_reason = h.get("PausedReason", "")
+            agent.memberships[queue] = paused
+            self._settle(agent, ts)
+        elif name == "QueueMemberRemoved":
+            agent = self._agent(h)
+            agent.memberships.pop(h.get("Queue", ""), None)
+            self._settle(agent, ts)
+        elif name in ("AgentCalled", "AgentRingNoAnswer", "AgentDump", "AgentConnect", "AgentComplete"):
+            agent = self._agent(h)
+            if name == "AgentConnect" and h.get("DestUniqueid"):
+                agent.channel = h["DestUniqueid"]
+                self.by_channel[agent.channel] = agent.interface
+            if name == "AgentComplete" and agent.channel:
+                self.by_channel.pop(agent.channel, None)
+                agent.channel = None
+            self._activity(agent, name, ts)
+        elif name in ("Hold", "Unhold"):
+            interface = self.by_channel.get(h.get("Uniqueid", ""))
+            if interface is not None:
+                self._activity(self.agents[interface], name, ts)
+
+    def wrap_ended(self, interface: str, ts: float) -> None:
+        agent = self.agents.get(interface)
+        if agent is not None and agent.activity == "wrapup":
+            self._activity(agent, "WrapEnd", ts)
+
+    def ring_canceled(self, interface: str, ts: float) -> None:
+        agent = self.agents.get(interface)
+        if agent is not None and agent.activity == "ringing":
+            self._activity(agent, "RingCanceled", ts)
+
+    def finish(self, ts: float) -> None:
+        """Report every open stretch up to ts (end of a trace, orderly stop)."""
+        for agent in self.agents.values():
+            if agent.since is not None:
+                self._report(agent, ts)
+                agent.since = None
