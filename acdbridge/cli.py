@@ -86,6 +86,61 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from acdbridge import app, config
+
+    return app.run(config.load(args.config))
+
+
+def _when(text: str) -> float:
+    """Epoch seconds, or ISO 8601 (a time without a zone is UTC)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time (epoch seconds or ISO 8601): {text!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+EXPORT_COLUMNS = (
+    "uniqueid", "linkedid", "queue", "caller", "outcome", "blocked_reason", "enter_ts", "answer_ts",
+    "end_ts", "wait_s", "ring_s", "talk_s", "hold_s", "hold_count", "wrap_s", "agent", "agent_interface", "ended_by",
+)  # fmt: skip
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import csv
+
+    from acdbridge import config
+    from acdbridge.adapters.store import SqliteStore
+    from acdbridge.replay import dumps
+
+    path = args.db if args.db else config.load(args.config).store.path
+    if not path.exists():
+        raise config.ConfigError(f"no store at {path}")
+    store = SqliteStore(path)
+    try:
+        visits = store.visits(args.since, args.until, args.queue)
+    finally:
+        store.close()
+    if args.format == "jsonl":
+        for v in visits:
+            sys.stdout.write(dumps(v) + "\n")
+    else:
+        writer = csv.writer(sys.stdout)
+        writer.writerow([*EXPORT_COLUMNS, "transfer_kind", "transfer_to", "ring_attempts"])
+        for v in visits:
+            transfer = v.get("transfer") or {}
+            row = [v.get(c) for c in EXPORT_COLUMNS]
+            writer.writerow([*row, transfer.get("kind"), transfer.get("to"), len(v.get("ring_attempts", []))])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from acdbridge.lab.pbx import DEFAULT_DIR
 
@@ -94,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)
+
+    p = sub.add_parser("run", help="run the daemon: AMI in, call legs and agent states to the store")
+    p.add_argument("--config", type=Path, required=True, help="TOML config (see docs/daemon.md)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("export", help="print stored queue visits that ended in [--from, --to)")
+    p.add_argument("--from", dest="since", type=_when, required=True, help="epoch seconds or ISO 8601 (UTC)")
+    p.add_argument("--to", dest="until", type=_when, required=True, help="epoch seconds or ISO 8601 (UTC)")
+    p.add_argument("--queue", help="only this queue")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path, help="the daemon's config (its store path)")
+    where.add_argument("--db", type=Path, help="the SQLite store itself")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("replay", help="replay a raw AMI capture through the tracker")
     p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")
@@ -148,4 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("acdbridge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
     return status

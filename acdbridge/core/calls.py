@@ -194,6 +194,7 @@ class CallTracker:
         self.ignored: Counter[str] = Counter()
         self.now = 0.0
         self._done_keys: set[tuple[str, str, float]] = set()
+        self._alive: set[str] | None = None  # channels listed by a CoreShowChannels resync
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
@@ -497,6 +498,37 @@ class CallTracker:
         default: Outcome = "abandoned" if before == "leaving" else "exit_key"
         self._close_unanswered(v, LEAVE_STATUSES.get(value, default), ts)
 
+    # -- resync after a (re)connect ------------------------------------------------------------
+    def _on_queue_entry(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        """A caller already waiting when we (re)connected: track it unless we already do."""
+        h = msg.headers
+        uid = h.get("Uniqueid", "")
+        if not uid or uid in self.active:
+            return
+        try:
+            waited = float(h.get("Wait", "0"))
+        except ValueError:
+            waited = 0.0
+        self.known_queues.add(h.get("Queue", ""))
+        self.active[uid] = Visit(uid, h.get("Linkedid", uid), h.get("Queue", ""), h.get("CallerIDNum", ""),
+                                 h.get("CallerIDName", ""), ts - waited, "resync")  # fmt: skip
+
+    def _on_channel_listed(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        if self._alive is None:
+            self._alive = set()
+        self._alive.add(msg.headers.get("Uniqueid", ""))
+
+    def _on_channels_complete(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        """Callers that vanished while we were away: finish their visits now rather than never."""
+        alive, self._alive = self._alive or set(), None
+        for v in [v for uid, v in self.active.items() if uid not in alive]:
+            self.ignored["vanished-during-outage"] += 1
+            if v.state == "talking":
+                self._complete(v, ts, None)
+            elif v.state in ("waiting", "leaving"):
+                v.state = "done"
+                self._close_unanswered(v, "abandoned", ts)
+
     def _on_member_gone(self, msg: AmiMessage, ts: float, _source: str) -> None:
         """A pause or a logout ends the agent's wrap-up early."""
         if msg.name == "QueueMemberPause" and msg.headers.get("Paused") != "1":
@@ -521,6 +553,9 @@ class CallTracker:
         "Hangup": _on_hangup,
         "VarSet": _on_varset,
         "QueueMemberPause": _on_member_gone,
+        "QueueEntry": _on_queue_entry,
+        "CoreShowChannel": _on_channel_listed,
+        "CoreShowChannelsComplete": _on_channels_complete,
         "QueueMemberRemoved": _on_member_gone,
     }
 

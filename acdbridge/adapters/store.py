@@ -1,0 +1,119 @@
+"""The durable store of finished queue visits and agent state stretches.
+
+SQLite in WAL mode is the embedded default. Writes are idempotent: a visit is keyed by
+(uniqueid, queue, enter_ts) and an agent stretch by (interface, state, start_ts), so a replayed
+or re-sent record is stored once. The `Store` protocol is what a PostgreSQL backend for
+multi-PBX sites would implement (ON CONFLICT DO NOTHING does the same job there)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+Record = dict[str, Any]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS visits (
+    uniqueid TEXT NOT NULL,
+    queue    TEXT NOT NULL,
+    enter_ts REAL NOT NULL,
+    end_ts   REAL NOT NULL,
+    outcome  TEXT NOT NULL,
+    agent    TEXT,
+    record   TEXT NOT NULL,
+    PRIMARY KEY (uniqueid, queue, enter_ts)
+);
+CREATE INDEX IF NOT EXISTS visits_by_end ON visits (end_ts);
+CREATE TABLE IF NOT EXISTS agent_states (
+    interface  TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    start_ts   REAL NOT NULL,
+    end_ts     REAL NOT NULL,
+    agent      TEXT,
+    reason     TEXT,
+    duration_s REAL NOT NULL,
+    PRIMARY KEY (interface, state, start_ts)
+);
+"""
+
+
+class Store(Protocol):
+    def write(self, visits: list[Record], agent_states: list[Record]) -> int: ...
+    def visits(self, since: float, until: float, queue: str | None = None) -> list[Record]: ...
+    def close(self) -> None: ...
+
+
+class SqliteStore:
+    """One connection, used from one thread at a time (the daemon's writer task serialises)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL survives a crash
+        self.db.executescript(SCHEMA)
+
+    def write(self, visits: list[Record], agent_states: list[Record]) -> int:
+        """Store a batch in one transaction; returns how many rows were new."""
+        with self._lock:
+            before = self.db.total_changes
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            v["uniqueid"],
+                            v["queue"],
+                            v["enter_ts"],
+                            v["end_ts"],
+                            v["outcome"],
+                            v["agent"],
+                            json.dumps(v, ensure_ascii=False, separators=(",", ":")),
+                        )
+                        for v in visits
+                    ],
+                )
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO agent_states VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            s["interface"],
+                            s["state"],
+                            s["start_ts"],
+                            s["end_ts"],
+                            s["agent"],
+                            s["reason"],
+                            s["duration_s"],
+                        )
+                        for s in agent_states
+                    ],
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return self.db.total_changes - before
+
+    def visits(self, since: float, until: float, queue: str | None = None) -> list[Record]:
+        sql = "SELECT record FROM visits WHERE end_ts >= ? AND end_ts < ?"
+        args: list[Any] = [since, until]
+        if queue is not None:
+            sql += " AND queue = ?"
+            args.append(queue)
+        with self._lock:
+            rows = self.db.execute(sql + " ORDER BY end_ts, uniqueid, queue", args).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def count(self, table: str) -> int:
+        assert table in ("visits", "agent_states")
+        with self._lock:
+            return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()

@@ -1,0 +1,154 @@
+"""The daemon's composition root: builds every part, runs them as named tasks in one TaskGroup,
+and stops them in order on SIGTERM so nothing finished is lost.
+
+    AMI client --(bounded queue)--> core pipeline --(bounded queue)--> store writer (thread)
+
+Both queues are bounded; a full queue drops and counts (and logs) rather than growing without
+limit. On stop: the AMI link closes, the tracker drains its queue and finishes open wrap-ups, the
+writer drains and commits, the store closes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from acdbridge.adapters.ami import AmiClient
+from acdbridge.adapters.store import SqliteStore, Store
+from acdbridge.config import Config
+from acdbridge.core.ami import AmiMessage
+from acdbridge.core.pipeline import Pipeline, Record
+
+log = structlog.get_logger("acdbridge")
+QUEUE_SIZE = 50_000
+BATCH = 500
+_END = None
+
+
+@dataclass
+class Counters:
+    events_dropped: int = 0
+    records_dropped: int = 0
+    store_write_errors: int = 0
+    visits_stored: int = 0
+    states_stored: int = 0
+
+
+def configure_logging() -> None:
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
+class Daemon:
+    def __init__(self, cfg: Config, store: Store | None = None) -> None:
+        self.cfg = cfg
+        self.store: Store = store or SqliteStore(cfg.store.path)
+        self.counters = Counters()
+        self.events: asyncio.Queue[tuple[AmiMessage, float] | None] = asyncio.Queue(QUEUE_SIZE)
+        self.records: asyncio.Queue[tuple[str, Record] | None] = asyncio.Queue(QUEUE_SIZE)
+        self.pipeline = Pipeline(
+            cfg.wrapup_s,
+            on_visit=lambda r: self._put_record("visit", r),
+            on_agent_state=lambda r: self._put_record("agent_state", r),
+            on_problem=lambda text: log.warning("tracker_problem", problem=text),
+        )
+        self.ami = AmiClient(cfg.ami, self._put_event)
+        self.stop = asyncio.Event()
+
+    def _put_event(self, msg: AmiMessage, received_at: float) -> None:
+        try:
+            self.events.put_nowait((msg, received_at))
+        except asyncio.QueueFull:
+            self.counters.events_dropped += 1
+            if self.counters.events_dropped % 1000 == 1:
+                log.error("event_queue_full", dropped=self.counters.events_dropped)
+
+    def _put_record(self, kind: str, record: Record) -> None:
+        if kind == "visit":  # the canonical log line: one per finished visit
+            log.info("visit", **{k: record[k] for k in ("uniqueid", "queue", "outcome", "wait_s", "agent")})
+        try:
+            self.records.put_nowait((kind, record))
+        except asyncio.QueueFull:
+            self.counters.records_dropped += 1
+            log.error("record_queue_full", dropped=self.counters.records_dropped, kind=kind)
+
+    async def _ami(self) -> None:
+        try:
+            await self.ami.run(self.stop)
+        finally:
+            await self.events.put(_END)
+
+    async def _track(self) -> None:
+        while (item := await self.events.get()) is not _END:
+            msg, received_at = item
+            try:
+                self.pipeline.feed(msg, received_at)
+            except Exception:  # a tracker bug must cost one event, not the daemon
+                log.exception("tracker_failed", event=msg.name)
+        self.pipeline.finish()
+        await self.records.put(_END)
+
+    async def _write(self) -> None:
+        ended = False
+        while not ended:
+            item = await self.records.get()
+            batch = [item]
+            while len(batch) < BATCH and not self.records.empty():
+                batch.append(self.records.get_nowait())
+            ended = _END in batch
+            items = [it for it in batch if it is not None]
+            visits = [r for kind, r in items if kind == "visit"]
+            states = [r for kind, r in items if kind == "agent_state"]
+            if visits or states:
+                await self._store_batch(visits, states)
+
+    async def _store_batch(self, visits: list[Record], states: list[Record]) -> None:
+        for attempt in range(3):
+            try:
+                await asyncio.to_thread(self.store.write, visits, states)
+                self.counters.visits_stored += len(visits)
+                self.counters.states_stored += len(states)
+                return
+            except Exception as exc:  # disk full, locked database...: retry, then count the loss
+                self.counters.store_write_errors += 1
+                log.error("store_write_failed", error=str(exc), attempt=attempt + 1, visits=len(visits))
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        log.info(
+            "daemon_start", ami=f"{self.cfg.ami.host}:{self.cfg.ami.port}", store=str(self.cfg.store.path)
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._ami(), name="ami")
+                tg.create_task(self._track(), name="tracker")
+                tg.create_task(self._write(), name="store-writer")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await asyncio.to_thread(self.store.close)
+            log.info("daemon_stop", **vars(self.counters), ami_reconnects=self.ami.stats.reconnects,
+                     ami_messages=self.ami.stats.messages)  # fmt: skip
+
+
+def run(cfg: Config) -> int:
+    configure_logging()
+    asyncio.run(Daemon(cfg).run())
+    return 0

@@ -1,0 +1,133 @@
+"""acdbridge's configuration: a TOML file read into frozen dataclasses. Every error names the
+file and the key; defaults suit the lab (`acdbridge lab up`).
+
+    [ami]
+    host = "127.0.0.1"
+    port = 5038
+    username = "acdbridge"
+    secret = "..."
+    ping_interval_s = 10       # a Ping every 10 s; no answer in action_timeout_s = hung PBX
+    action_timeout_s = 5
+    reconnect_min_s = 0.5      # backoff doubles up to reconnect_max_s, with jitter
+    reconnect_max_s = 30
+    capture = "/var/lib/acdbridge/ami.raw"   # optional: append the raw AMI stream (replayable)
+
+    [store]
+    path = "/var/lib/acdbridge/acdbridge.sqlite"
+
+    [queues.water]
+    wrapup_s = 5               # used only when GetConfig of queues.conf is not allowed
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acdbridge.errors import AcdError
+
+
+class ConfigError(AcdError):
+    code = "config"
+    exit_status = 2
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    host: str = "127.0.0.1"
+    port: int = 25038
+    username: str = "acdbridge"
+    secret: str = "acdbridge-change-me"
+    ping_interval_s: float = 10.0
+    action_timeout_s: float = 5.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    capture: Path | None = None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path = Path("acdbridge.sqlite")
+
+
+@dataclass(frozen=True)
+class Config:
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    wrapup_s: dict[str, float] = field(default_factory=dict)
+
+
+def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table")
+    return value
+
+
+def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{where}{key}: expected {kind.__name__}, got {value!r}")
+    if isinstance(value, float) and (not math.isfinite(value) or value <= 0):
+        raise ConfigError(f"{where}{key}: must be a positive number, got {value!r}")
+    return value
+
+
+def parse(data: dict[str, Any], source: str = "<config>") -> Config:
+    unknown = set(data) - {"ami", "store", "queues"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown sections {sorted(unknown)}")
+    ami_t = _section(data, "ami", source)
+    where = f"{source}: ami."
+    known = set(AmiConfig.__dataclass_fields__)
+    if set(ami_t) - known:
+        raise ConfigError(f"{where} unknown keys {sorted(set(ami_t) - known)}")
+    d = AmiConfig()
+    port = _typed(ami_t, "port", int, where, d.port)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{where}port: out of range 1-65535: {port}")
+    capture = _typed(ami_t, "capture", str, where, None)
+    ami = AmiConfig(
+        host=_typed(ami_t, "host", str, where, d.host),
+        port=port,
+        username=_typed(ami_t, "username", str, where, d.username),
+        secret=_typed(ami_t, "secret", str, where, d.secret),
+        ping_interval_s=_typed(ami_t, "ping_interval_s", float, where, d.ping_interval_s),
+        action_timeout_s=_typed(ami_t, "action_timeout_s", float, where, d.action_timeout_s),
+        reconnect_min_s=_typed(ami_t, "reconnect_min_s", float, where, d.reconnect_min_s),
+        reconnect_max_s=_typed(ami_t, "reconnect_max_s", float, where, d.reconnect_max_s),
+        capture=Path(capture) if capture else None,
+    )
+    store_t = _section(data, "store", source)
+    if set(store_t) - {"path"}:
+        raise ConfigError(f"{source}: store.: unknown keys {sorted(set(store_t) - {'path'})}")
+    store = StoreConfig(Path(_typed(store_t, "path", str, f"{source}: store.", "acdbridge.sqlite")))
+    wrapup: dict[str, float] = {}
+    for queue, qt in _section(data, "queues", source).items():
+        if not isinstance(qt, dict) or set(qt) - {"wrapup_s"}:
+            raise ConfigError(f"{source}: queues.{queue}: expected a table with wrapup_s")
+        if "wrapup_s" in qt:
+            value = qt["wrapup_s"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{source}: queues.{queue}.wrapup_s: expected seconds >= 0, got {value!r}")
+            wrapup[queue] = float(value)
+    return Config(ami, store, wrapup)
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse(data, str(path))
