@@ -109,7 +109,8 @@ def _when(text: str) -> float:
 
 EXPORT_COLUMNS = (
     "uniqueid", "linkedid", "queue", "caller", "outcome", "blocked_reason", "enter_ts", "answer_ts",
-    "end_ts", "wait_s", "ring_s", "talk_s", "hold_s", "hold_count", "wrap_s", "agent", "agent_interface", "ended_by",
+    "end_ts", "wait_s", "ring_s", "talk_s", "hold_s", "hold_count", "wrap_s", "agent", "agent_interface",
+    "ended_by",
 )  # fmt: skip
 
 
