@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from acdbridge.core.pipeline import Pipeline, Record
 
 log = structlog.get_logger("acdbridge")
 QUEUE_SIZE = 50_000
+STALE_STATE_S = 900.0  # a saved state older than this is finished, not resumed
 BATCH = 500
 _END = None
 
@@ -92,14 +94,32 @@ class Daemon:
         finally:
             await self.events.put(_END)
 
+    async def _resume(self) -> None:
+        saved = await asyncio.to_thread(self.store.load_state)
+        if saved is None:
+            return
+        saved_at, state = saved
+        try:
+            self.pipeline.restore(state)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("saved_state_unreadable", error=str(exc))
+            return
+        age = time.time() - saved_at
+        log.info("resumed", calls=len(self.pipeline.calls.active), age_s=round(age, 1))
+        if age > STALE_STATE_S:  # too old to resume: report what had finished talking, drop the rest
+            self.pipeline.finish()
+            self.pipeline.calls.active.clear()
+
     async def _track(self) -> None:
+        await self._resume()
         while (item := await self.events.get()) is not _END:
             msg, received_at = item
             try:
                 self.pipeline.feed(msg, received_at)
             except Exception:  # a tracker bug must cost one event, not the daemon
                 log.exception("tracker_failed", event=msg.name)
-        self.pipeline.finish()
+        # an orderly stop: calls in progress are saved, so a restart loses none of them
+        await asyncio.to_thread(self.store.save_state, time.time(), self.pipeline.snapshot())
         await self.records.put(_END)
 
     async def _write(self) -> None:

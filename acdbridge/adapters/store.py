@@ -37,12 +37,19 @@ CREATE TABLE IF NOT EXISTS agent_states (
     duration_s REAL NOT NULL,
     PRIMARY KEY (interface, state, start_ts)
 );
+CREATE TABLE IF NOT EXISTS tracker_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    saved_at REAL NOT NULL,
+    state    TEXT NOT NULL
+);
 """
 
 
 class Store(Protocol):
     def write(self, visits: list[Record], agent_states: list[Record]) -> int: ...
     def visits(self, since: float, until: float, queue: str | None = None) -> list[Record]: ...
+    def save_state(self, saved_at: float, state: Record) -> None: ...
+    def load_state(self) -> tuple[float, Record] | None: ...
     def close(self) -> None: ...
 
 
@@ -108,6 +115,20 @@ class SqliteStore:
         with self._lock:
             rows = self.db.execute(sql + " ORDER BY end_ts, uniqueid, queue", args).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def save_state(self, saved_at: float, state: Record) -> None:
+        """The trackers' calls in progress at an orderly stop; the next start goes on from them."""
+        with self._lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO tracker_state VALUES (1, ?, ?)", (saved_at, json.dumps(state))
+            )
+
+    def load_state(self) -> tuple[float, Record] | None:
+        """The saved state, removed from the store: it is used once."""
+        with self._lock:
+            row = self.db.execute("SELECT saved_at, state FROM tracker_state WHERE id = 1").fetchone()
+            self.db.execute("DELETE FROM tracker_state")
+        return None if row is None else (float(row[0]), json.loads(row[1]))
 
     def count(self, table: str) -> int:
         assert table in ("visits", "agent_states")

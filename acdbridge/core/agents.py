@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from acdbridge.core.ami import AmiMessage
@@ -141,6 +141,14 @@ class AgentTracker:
             interface = self.by_channel.get(h.get("Uniqueid", ""))
             if interface is not None:
                 self._activity(self.agents[interface], name, ts)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"agents": [asdict(a) for a in self.agents.values()], "by_channel": self.by_channel}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        for d in snap["agents"]:
+            self.agents[d["interface"]] = Agent(**d)
+        self.by_channel.update(snap["by_channel"])
 
     def wrap_ended(self, interface: str, ts: float) -> None:
         agent = self.agents.get(interface)

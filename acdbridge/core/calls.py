@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from acdbridge.core.ami import AmiMessage
@@ -48,6 +48,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     ("talking", "AttendedTransfer"): "talking",
     ("talking", "Hangup"): "talking",  # AgentComplete follows, sometimes late
     ("talking", "AgentComplete"): "wrapup",
+    ("waiting", "AgentComplete"): "wrapup",  # AgentConnect missed (an AMI outage): rebuilt from it
     ("wrapup", "WrapEnd"): "done",
 }
 BLOCKED_STATUSES = {"FULL": "full", "JOINEMPTY": "joinempty", "JOINUNAVAIL": "joinunavail"}
@@ -218,6 +219,38 @@ class CallTracker:
         for interface in list(self.wrapping):
             visit = self.wrapping[interface]
             self._end_wrap(interface, visit.wrap_due if visit.wrap_due is not None else self.now)
+
+    # -- state across a daemon restart ----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything in progress, as JSON-able data: a restarted daemon goes on from it."""
+        return {
+            "now": self.now,
+            "config_wrapup": self.config_wrapup,
+            "known_queues": sorted(self.known_queues),
+            "active": [asdict(v) for v in self.active.values()],
+            "wrapping": [asdict(v) for v in self.wrapping.values()],
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        def visit(d: dict[str, Any]) -> Visit:
+            d = dict(d, ring_attempts=[RingAttempt(**a) for a in d["ring_attempts"]])
+            return Visit(**d)
+
+        self.now = max(self.now, float(snap["now"]))
+        self.config_wrapup.update(snap["config_wrapup"])
+        self.known_queues.update(snap["known_queues"])
+        for d in snap["active"]:
+            v = visit(d)
+            self.active[v.uniqueid] = v
+            if v.state == "talking" and v.agent_uniqueid:
+                self.by_agent_channel[v.agent_uniqueid] = v
+            if v.hangup_ts is not None:
+                self.hung_up[v.uniqueid] = v
+        for d in snap["wrapping"]:
+            v = visit(d)
+            self.wrapping[v.agent_interface or ""] = v
+            if v.wrap_due is not None:
+                heapq.heappush(self._wrap_heap, (v.wrap_due, v.agent_interface or "", v.key))
 
     # -- helpers -------------------------------------------------------------------------------
     def _step(self, visit: Visit, event: str) -> bool:
@@ -445,7 +478,17 @@ class CallTracker:
         v = self._visit(msg)
         if v is None:
             return
-        reason = msg.headers.get("Reason", "")
+        h = msg.headers
+        if v.state == "waiting":  # its AgentConnect was lost: AgentComplete carries wait and talk time
+            self.ignored["missing:AgentConnect"] += 1
+            try:
+                talk = float(h.get("TalkTime", "0"))
+            except ValueError:
+                talk = 0.0
+            v.answer_ts = max(v.enter_ts, ts - talk)
+            v.agent, v.agent_interface = h.get("MemberName", ""), h.get("Interface", "")
+            v.leave_ts = None
+        reason = h.get("Reason", "")
         self._complete(v, ts, reason if reason in ("caller", "agent", "transfer") else None)
 
     def _complete(self, v: Visit, ts: float, ended_by: str | None) -> None:

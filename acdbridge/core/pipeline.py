@@ -49,6 +49,15 @@ class Pipeline:
         self.calls.feed(msg, received_at)
         self.agents.feed(msg, self.calls.now if "Timestamp" in msg.headers else received_at)
 
+    def snapshot(self) -> Record:
+        return {"version": 1, "calls": self.calls.snapshot(), "agents": self.agents.snapshot()}
+
+    def restore(self, snap: Record) -> None:
+        if snap.get("version") != 1:
+            raise ValueError(f"unknown tracker snapshot version {snap.get('version')!r}")
+        self.calls.restore(snap["calls"])
+        self.agents.restore(snap["agents"])
+
     def finish(self) -> None:
         self.calls.finish()
         self.agents.finish(self.calls.now)
