@@ -53,8 +53,8 @@ def test_mixed_trace_has_every_outcome_and_transfer() -> None:
 def test_edge_trace_blocked_exit_empty_and_wrap_cut_short() -> None:
     records = replay_records(TRACES / "edge.ami")
     blocked = [r for r in records if r["outcome"] == "blocked"]
-    assert sorted((r["queue"], r["blocked_reason"]) for r in blocked) == [("broadband", "joinempty"),
-                                                                            ("water", "joinempty")]  # fmt: skip
+    reasons = sorted((r["queue"], r["blocked_reason"]) for r in blocked)
+    assert reasons == [("broadband", "joinempty"), ("water", "joinempty")]
     assert all(r["wait_s"] == 0 and r["agent"] is None for r in blocked)
     assert [r["outcome"] for r in records].count("exit_empty") == 1
     answered = [r for r in records if r["outcome"] == "answered"]
@@ -74,7 +74,8 @@ def test_sip_hold_trace_measures_hold_on_the_agent_channel() -> None:
 
 def test_replay_cli_is_byte_identical_twice_and_reads_gzip(tmp_path: Path) -> None:
     plain = tmp_path / "mixed.ami"
-    plain.write_bytes(gzip.open(TRACES / "mixed.ami.gz").read())
+    with gzip.open(TRACES / "mixed.ami.gz") as packed:
+        plain.write_bytes(packed.read())
 
     def run(path: Path) -> str:
         cmd = [sys.executable, "-m", "acdbridge", "replay", str(path), "--records"]

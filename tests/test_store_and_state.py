@@ -70,10 +70,14 @@ def test_export_prints_jsonl_and_csv(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["export", "--db", str(tmp_path / "s.sqlite"), "--from", "0", "--to", "2099-01-01T00:00",
                  "--queue", "broadband", "--format", "csv"]) == 0  # fmt: skip
     rows = capsys.readouterr().out.splitlines()
-    assert rows[0].startswith("uniqueid,linkedid,queue") and len(rows) == 2 and ",blocked,joinempty," in rows[1]
+    assert (
+        rows[0].startswith("uniqueid,linkedid,queue") and len(rows) == 2 and ",blocked,joinempty," in rows[1]
+    )
 
 
-def test_export_refuses_bad_times_and_missing_stores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_refuses_bad_times_and_missing_stores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit):
         main(["export", "--db", "x", "--from", "yesterday", "--to", "0"])
     assert "not a time" in capsys.readouterr().err

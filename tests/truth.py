@@ -9,9 +9,9 @@ from typing import Any
 from acdbridge.lab.queuelog import QueueLogEntry
 
 OUTCOMES = {
-    "ABANDON": "abandoned", "EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "exit_empty", "EXITWITHKEY": "exit_key",
-    "COMPLETEAGENT": "answered", "COMPLETECALLER": "answered", "BLINDTRANSFER": "answered",
-    "ATTENDEDTRANSFER": "answered",
+    "ABANDON": "abandoned", "EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "exit_empty",
+    "EXITWITHKEY": "exit_key", "COMPLETEAGENT": "answered", "COMPLETECALLER": "answered",
+    "BLINDTRANSFER": "answered", "ATTENDEDTRANSFER": "answered",
 }  # fmt: skip
 
 

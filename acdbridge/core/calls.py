@@ -56,6 +56,7 @@ BLOCKED_STATUSES = {"FULL": "full", "JOINEMPTY": "joinempty", "JOINUNAVAIL": "jo
 # sends none for the consult leg of an attended transfer (queue_log still has COMPLETECALLER):
 # when this long has passed on the events' clock, the Hangup ends the talk instead.
 AGENT_COMPLETE_GRACE_S = 2.0
+DONE_KEYS_KEPT = 50_000
 LEAVE_STATUSES: dict[str, Outcome] = {
     "TIMEOUT": "timeout",
     "LEAVEEMPTY": "exit_empty",
@@ -191,10 +192,12 @@ class CallTracker:
         self._wrap_heap: list[tuple[float, str, tuple[str, str, float]]] = []
         self.hung_up: dict[str, Visit] = {}  # caller uniqueid -> talking visit whose caller hung up
         self.known_queues: set[str] = set()
+        # kept only without a callback (a replay); the daemon hands each record on and forgets it
         self.finished: list[dict[str, Any]] = []
         self.ignored: Counter[str] = Counter()
         self.now = 0.0
-        self._done_keys: set[tuple[str, str, float]] = set()
+        # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
+        self._done_keys: dict[tuple[str, str, float], None] = {}
         self._alive: set[str] | None = None  # channels listed by a CoreShowChannels resync
 
     # -- input ---------------------------------------------------------------------------------
@@ -268,11 +271,14 @@ class CallTracker:
         if visit.key in self._done_keys:  # the same visit seen again (replayed stream)
             self.ignored["duplicate-visit"] += 1
             return
-        self._done_keys.add(visit.key)
+        self._done_keys[visit.key] = None
+        if len(self._done_keys) > DONE_KEYS_KEPT:
+            del self._done_keys[next(iter(self._done_keys))]
         rec = record_of(visit)
-        self.finished.append(rec)
         if self.on_visit is not None:
             self.on_visit(rec)
+        else:
+            self.finished.append(rec)
 
     def _close_unanswered(self, v: Visit, outcome: Outcome, ts: float) -> None:
         for attempt in v.ring_attempts:

@@ -1,0 +1,127 @@
+"""Run `acdbridge run` as a real process against the lab, optionally through a TCP proxy the
+test can cut (a dropped AMI link), and collect what it stored."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from acdbridge.adapters.store import SqliteStore
+from acdbridge.core.pipeline import Record
+from acdbridge.lab.pbx import AMI_USERS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class CuttableProxy:
+    """A loopback TCP proxy to the lab's AMI in its own thread; cut() drops every connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self.cuts = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ami-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(5):
+            raise RuntimeError("proxy did not start")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    def cut(self) -> None:
+        def close_all() -> None:
+            for w in list(self._writers):
+                w.transport.abort()
+
+        self.cuts += 1
+        self._loop.call_soon_threadsafe(close_all)
+
+    def close(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+class DaemonProcess:
+    def __init__(self, workdir: Path, ami_port: int) -> None:
+        self.workdir = workdir
+        self.config = workdir / "acdbridge.toml"
+        self.store_path = workdir / "store.sqlite"
+        self.capture = workdir / "capture.ami"
+        self.config.write_text(
+            f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\n'
+            f'secret = "{AMI_USERS["acdbridge"]}"\nping_interval_s = 2\naction_timeout_s = 3\n'
+            f'reconnect_min_s = 0.2\nreconnect_max_s = 2\ncapture = "{self.capture}"\n'
+            f'[store]\npath = "{self.store_path}"\n'
+        )
+        self.proc: subprocess.Popen[str] | None = None
+        self.logs: list[str] = []
+
+    def start(self) -> None:
+        log = (self.workdir / f"daemon-{len(self.logs)}.log").open("w")
+        self.logs.append(log.name)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "acdbridge", "run", "--config", str(self.config)],
+            stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "ami_connected" not in Path(self.logs[-1]).read_text():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited at start:\n{Path(self.logs[-1]).read_text()}")
+            time.sleep(0.1)
+        if "ami_connected" not in Path(self.logs[-1]).read_text():
+            raise RuntimeError(f"the daemon did not connect:\n{Path(self.logs[-1]).read_text()}")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)
+
+    def log_text(self) -> str:
+        return "\n".join(Path(p).read_text() for p in self.logs)
+
+    def stored_visits(self) -> list[Record]:
+        store = SqliteStore(self.store_path)
+        try:
+            return store.visits(0, 1e12)
+        finally:
+            store.close()
