@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from acdbridge.core.pipeline import Pipeline
 from acdbridge.lab import queuelog
-from acdbridge.replay import replay_records
+from acdbridge.replay import read_chunks, replay_records
 from tests.truth import compare, truth_visits
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
@@ -96,3 +97,30 @@ def test_replay_of_a_missing_trace_is_a_clear_error(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "acdbridge", "replay", str(tmp_path / "nope.ami"), "--records"]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert res.returncode == 2 and "no such trace" in res.stderr
+
+
+def agent_states(trace: Path) -> list[dict[str, object]]:
+    states: list[dict[str, object]] = []
+    pipeline = Pipeline(on_agent_state=states.append)
+    for chunk in read_chunks(trace):
+        pipeline.feed_bytes(chunk)
+    pipeline.finish()
+    return states
+
+
+def test_agent_states_follow_the_softphone_through_ring_talk_hold_and_wrap_up() -> None:
+    states = [
+        s for s in agent_states(TRACES / "sip_hold.ami") if s["duration_s"] or s["state"] == "logged_out"
+    ]
+    sequence = [s["state"] for s in states]
+    one_call = ["ringing", "talking", "on_hold", "talking", "wrapup"]
+    assert sequence[:11] == ["ready", *one_call, *one_call]
+    holds = [s for s in states if s["state"] == "on_hold"]
+    assert len(holds) == 2 and all(2.9 < float(str(s["duration_s"])) < 3.2 for s in holds)
+    for s in states:
+        assert float(str(s["end_ts"])) >= float(str(s["start_ts"]))
+
+
+def test_agent_pauses_carry_their_reason_and_time() -> None:
+    paused = [s for s in agent_states(TRACES / "edge.ami") if s["state"] == "paused"]
+    assert [(s["reason"], round(float(str(s["duration_s"])))) for s in paused] == [("break", 14), ("ACW", 5)]
