@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the lab needs: mmdebstrap builds the Asterisk 22 chroot, sip-tester is SIPp
 DEBS := mmdebstrap sip-tester
+DEMO_SCENARIO ?= demo
 
 .PHONY: deps demo test lint clean
 
@@ -23,19 +24,25 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
+# The daemon records the demo's calls; its store is then exported as CSV (demo/visits.csv).
 demo: deps
 	$(BIN)/acdbridge lab up
-	$(BIN)/acdbridge lab traffic --scenario demo
-	$(BIN)/acdbridge lab cli 'queue show'
+	mkdir -p demo && rm -f demo/acdbridge.sqlite* demo/ami-capture.raw
+	$(BIN)/acdbridge run --config examples/acdbridge-lab.toml 2> demo/daemon.log & echo $$! > demo/daemon.pid
+	sleep 2
+	$(BIN)/acdbridge lab traffic --scenario $(DEMO_SCENARIO); status=$$?; \
+		kill -TERM $$(cat demo/daemon.pid); sleep 2; exit $$status
+	$(BIN)/acdbridge export --config examples/acdbridge-lab.toml --from 0 --to 2100-01-01 --format csv > demo/visits.csv
+	@echo "acdbridge stored $$(($$(wc -l < demo/visits.csv) - 1)) queue visits: demo/visits.csv (log: demo/daemon.log)"
 	@echo "The lab is still running. Try: $(BIN)/acdbridge lab status | lab cli 'queue show' | lab down"
 
 lint: deps
-	$(BIN)/ruff check acdbridge tests
-	$(BIN)/ruff format --check acdbridge tests
+	$(BIN)/ruff check acdbridge tests benchmarks
+	$(BIN)/ruff format --check acdbridge tests benchmarks
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis demo
