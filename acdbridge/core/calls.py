@@ -370,6 +370,9 @@ class CallTracker:
         h = msg.headers
         uid, queue = h.get("Uniqueid", ""), h.get("Queue", "")
         current = self.active.get(uid)
+        if self._is_stale_join((uid, queue, ts), current):
+            self.ignored["duplicate:QueueCallerJoin"] += 1
+            return
         if current is not None and current.state == "talking":  # its AgentComplete was missed
             self.ignored["missing:AgentComplete"] += 1
             self._complete(current, ts, None)
@@ -384,6 +387,12 @@ class CallTracker:
         self.known_queues.add(queue)
         self.active[uid] = Visit(uid, h.get("Linkedid", uid), queue, h.get("CallerIDNum", ""),
                                  h.get("CallerIDName", ""), ts, source)  # fmt: skip
+
+    def _is_stale_join(self, key: tuple[str, str, float], current: Visit | None) -> bool:
+        """A join seen before (re-sent, or replayed after a reconnect) must not start a visit."""
+        if key in self._done_keys or any(w.key == key for w in self.wrapping.values()):
+            return True
+        return current is not None and (current.key == key or key[2] < current.enter_ts)
 
     def _on_called(self, msg: AmiMessage, ts: float, _source: str) -> None:
         interface = msg.headers.get("Interface", "")
@@ -429,13 +438,20 @@ class CallTracker:
         v.answer_ts, v.agent, v.agent_interface = ts, h.get("MemberName", ""), interface
         v.agent_uniqueid = h.get("DestUniqueid") or None
         v.leave_ts = None
-        for a in v.ring_attempts:
-            if a.end_ts is None:
-                a.end_ts, a.result = ts, ("answered" if a.interface == interface else "canceled")
-        if not any(a.result == "answered" for a in v.ring_attempts):  # AgentCalled missed
-            v.ring_attempts.append(RingAttempt(v.agent, interface, ts, ts, "answered"))
+        self._close_attempts_at_answer(v, interface, ts)
         if v.agent_uniqueid:
             self.by_agent_channel[v.agent_uniqueid] = v
+
+    @staticmethod
+    def _close_attempts_at_answer(v: Visit, interface: str, ts: float) -> None:
+        for a in v.ring_attempts:
+            if a.end_ts is None:
+                a.end_ts, a.result = (
+                    max(ts, a.start_ts),
+                    ("answered" if a.interface == interface else "canceled"),
+                )
+        if not any(a.result == "answered" for a in v.ring_attempts):  # AgentCalled missed
+            v.ring_attempts.append(RingAttempt(v.agent or "", interface, ts, ts, "answered"))
 
     def _on_abandon(self, msg: AmiMessage, ts: float, _source: str) -> None:
         v = self._visit(msg)
@@ -494,6 +510,7 @@ class CallTracker:
             v.answer_ts = max(v.enter_ts, ts - talk)
             v.agent, v.agent_interface = h.get("MemberName", ""), h.get("Interface", "")
             v.leave_ts = None
+            self._close_attempts_at_answer(v, v.agent_interface, v.answer_ts)
         reason = h.get("Reason", "")
         self._complete(v, ts, reason if reason in ("caller", "agent", "transfer") else None)
 

@@ -393,7 +393,7 @@ def shipped() -> dict[str, Path]:
 
 def load(name_or_path: str | Path) -> Scenario:
     path = Path(name_or_path)
-    if not path.exists():
+    if not path.is_file():
         known = shipped()
         if str(name_or_path) in known:
             path = known[str(name_or_path)]
