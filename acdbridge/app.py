@@ -164,8 +164,10 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await asyncio.to_thread(self.store.close)
+            ignored = self.pipeline.calls.ignored + self.pipeline.agents.ignored
             log.info("daemon_stop", **vars(self.counters), ami_reconnects=self.ami.stats.reconnects,
-                     ami_messages=self.ami.stats.messages)  # fmt: skip
+                     ami_messages=self.ami.stats.messages, ami_malformed=self.ami.stats.malformed,
+                     ignored_transitions=dict(ignored))  # fmt: skip
 
 
 def run(cfg: Config) -> int:

@@ -51,13 +51,15 @@ def test_mixed_trace_has_every_outcome_and_transfer() -> None:
     assert "王小明" in {r["caller_name"] for r in records}
 
 
-def test_edge_trace_blocked_exit_empty_and_wrap_cut_short() -> None:
+def test_edge_trace_blocked_full_exit_empty_exit_key_and_wrap_cut_short() -> None:
     records = replay_records(TRACES / "edge.ami")
     blocked = [r for r in records if r["outcome"] == "blocked"]
     reasons = sorted((r["queue"], r["blocked_reason"]) for r in blocked)
-    assert reasons == [("broadband", "joinempty"), ("water", "joinempty")]
+    assert reasons == [("broadband", "joinempty"), ("complaints", "full"), ("water", "joinempty")]
     assert all(r["wait_s"] == 0 and r["agent"] is None for r in blocked)
     assert [r["outcome"] for r in records].count("exit_empty") == 1
+    (key_exit,) = [r for r in records if r["outcome"] == "exit_key"]
+    assert key_exit["queue"] == "water" and 1.0 < key_exit["wait_s"] < 2.5
     answered = [r for r in records if r["outcome"] == "answered"]
     # wrapuptime is 5 s (GetConfig in the trace); pauses and the logout at the end cut it short
     assert all(r["wrap_s"] is not None and 0 <= r["wrap_s"] <= 5.0 for r in answered)

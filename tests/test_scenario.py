@@ -100,6 +100,7 @@ def test_a_toml_file_and_its_json_twin_give_the_same_scenario(tmp_path: Path) ->
         (with_("agents.0.after_talk", {"blind_transfer": 1}), "agents[0].transfer_to: needed"),
         (with_("agents.0.after_talk", {"dance": 1}), "agents[0].after_talk: unknown choice 'dance'"),
         (with_("calls.0.action", "shout"), "calls[0].action: expected one of"),
+        (with_("calls.0.digit", "12"), "calls[0].digit: expected one DTMF digit"),
         (with_("calls.0.queue", "gas"), "calls[0].queue: unknown queue 'gas'"),
         (with_("queues.water.talk_s", {"min": 5, "max": 1}), "queues.water.talk_s: max (1.0) is below min"),
         (with_("queues.water.talk_s", {"median": 5}), "unknown keys ['median']"),

@@ -45,6 +45,8 @@ def truth_visits(entries: list[QueueLogEntry]) -> list[TruthVisit]:
             v.wait_s, v.agent = float(e.data[0]), e.agent
         elif e.event in ("ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY"):
             v.wait_s = float(e.data[2])
+        elif e.event == "EXITWITHKEY":  # key|position|original position|wait
+            v.wait_s = float(e.data[3])
         elif e.event in ("COMPLETEAGENT", "COMPLETECALLER"):
             v.talk_s = float(e.data[1])
         elif e.event == "BLINDTRANSFER":

@@ -32,6 +32,7 @@ A scenario (TOML or JSON) names queues, agents and callers:
     queue = "water"
     patience_s = 2                # hangs up after 2 s if still waiting: a short abandon
     action = "attended_transfer"  # overrides the answering agent's after_talk choice
+    press_s = 4                   # presses `digit` (default "0") after 4 s if still waiting
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class CallSpec:
     talk_s: float | None = None
     action: Action | None = None
     max_wait_s: float | None = None
+    press_s: float | None = None
+    digit: str = "0"
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class PlannedCall:
     max_wait_s: float
     talk_s: float
     action: Action | None
+    press_s: float | None = None
+    digit: str = "0"
 
 
 class _Reader:
@@ -310,7 +315,10 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         if not isinstance(cdata, Mapping):
             raise top.fail(f"calls[{i}]", "expected a table")
         c = _Reader(source, cdata, f"calls[{i}].")
-        c.check_keys({"at_s", "queue", "patience_s", "talk_s", "action", "max_wait_s"})
+        c.check_keys({"at_s", "queue", "patience_s", "talk_s", "action", "max_wait_s", "press_s", "digit"})
+        digit = c.get("digit", str, "0")
+        if len(digit) != 1 or digit not in "0123456789*#":
+            raise c.fail("digit", f"expected one DTMF digit, got {digit!r}")
         qn = c.get("queue", str, required=True)
         if qn not in queues:
             raise c.fail("queue", f"unknown queue {qn!r}")
@@ -325,6 +333,8 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
                 c.seconds("talk_s") if "talk_s" in cdata else None,
                 action,
                 c.seconds("max_wait_s", allow_zero=False) if "max_wait_s" in cdata else None,
+                c.seconds("press_s") if "press_s" in cdata else None,
+                digit,
             )
         )
 
@@ -380,6 +390,8 @@ def plan(scn: Scenario) -> list[PlannedCall]:
                 max_wait_s=cs.max_wait_s if cs.max_wait_s is not None else q.max_wait_s,
                 talk_s=round(max(0.5, talk), 3),
                 action=cs.action,
+                press_s=cs.press_s,
+                digit=cs.digit,
             )
         )
     return planned

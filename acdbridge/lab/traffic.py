@@ -338,6 +338,17 @@ class TrafficDriver:
 
         self.later(visit, call.patience_s, give_up)
 
+        if call.press_s is not None and visit.number == 1:
+
+            def press() -> None:
+                if visit.agent is None and self.visits.get(channel) is visit:
+                    self.log(f"call {call.index} presses {call.digit} to leave {visit.queue}")
+                    self.spawn(
+                        "playdtmf", {"Action": "PlayDTMF", "Channel": phone_of(channel), "Digit": call.digit}
+                    )
+
+            self.later(visit, call.press_s, press)
+
     def on_connect(self, ev: dict[str, str]) -> None:
         visit = self.visits.get(ev.get("channel", ""))
         if visit is None:

@@ -32,6 +32,7 @@ class CuttableProxy:
         self.target_port = target_port
         self.cuts = 0
         self._writers: set[asyncio.StreamWriter] = set()
+        self._frozen: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ami-proxy", daemon=True)
@@ -57,6 +58,8 @@ class CuttableProxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if dst in self._frozen:
+                        continue  # a hung PBX: the TCP connection stays up, nothing comes back
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -74,6 +77,14 @@ class CuttableProxy:
 
         self.cuts += 1
         self._loop.call_soon_threadsafe(close_all)
+
+    def freeze(self) -> None:
+        """From now on the current connections carry nothing back to the client."""
+
+        def freeze_all() -> None:
+            self._frozen |= self._writers
+
+        self._loop.call_soon_threadsafe(freeze_all)
 
     def close(self) -> None:
         self.cut()

@@ -65,3 +65,19 @@ def test_dropped_link_and_restart_lose_nothing_and_count_nothing_twice(
     truth = truth_visits(queuelog.read(lab.queue_log, since=started))
     assert len(truth) >= 15
     assert compare(truth, stored) == []
+
+
+def test_a_hung_pbx_is_detected_by_the_ping_watchdog(lab: pbx.LabSettings, tmp_path: Path) -> None:
+    proxy = CuttableProxy(lab.ami_port)
+    daemon = DaemonProcess(tmp_path, proxy.port)  # pings every 2 s, 3 s to answer
+    daemon.start()
+    try:
+        proxy.freeze()  # the TCP connection stays open but Asterisk says nothing any more
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and daemon.log_text().count("ami_connected") < 2:
+            time.sleep(0.2)
+    finally:
+        proxy.close()
+        assert daemon.stop() == 0
+    log = daemon.log_text()
+    assert "ami_ping_timeout" in log and log.count("ami_connected") >= 2, log[-2000:]
