@@ -10,6 +10,7 @@ writer drains and commits, the store closes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -19,14 +20,18 @@ from typing import Any
 import structlog
 
 from acdbridge.adapters.ami import AmiClient
+from acdbridge.adapters.http import HttpServer
+from acdbridge.adapters.metrics import Health, build_families, new_registry, render
 from acdbridge.adapters.store import SqliteStore, Store
 from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
 from acdbridge.core.pipeline import Pipeline, Record
+from acdbridge.core.tallies import live_gauges
 
 log = structlog.get_logger("acdbridge")
 QUEUE_SIZE = 50_000
 STALE_STATE_S = 900.0  # a saved state older than this is finished, not resumed
+METRICS_REFRESH_S = 1.0
 BATCH = 500
 _END = None
 
@@ -70,6 +75,34 @@ class Daemon:
         )
         self.ami = AmiClient(cfg.ami, self._put_event)
         self.stop = asyncio.Event()
+        self.resumed = asyncio.Event()
+        self.registry, self.collector = new_registry()
+        self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health)
+
+    def _health(self) -> tuple[bool, dict[str, object]]:
+        ok = self.ami.stats.connected and self.counters.store_write_errors == 0
+        return ok, {"ami_connected": self.ami.stats.connected, "last_ami_error": self.ami.stats.last_error,
+                    "store_write_errors": self.counters.store_write_errors}  # fmt: skip
+
+    def publish_metrics(self) -> None:
+        """Render the core's state into an immutable list of metric families (on the loop)."""
+        calls, agents = self.pipeline.calls, self.pipeline.agents
+        live = live_gauges(calls, agents, max(calls.now, time.time()))
+        drops = {"events": self.counters.events_dropped, "records": self.counters.records_dropped}
+        health = Health(self.ami.stats.connected, self.ami.stats.messages, self.ami.stats.reconnects,
+                        self.counters.store_write_errors, drops)  # fmt: skip
+        self.collector.publish(build_families(self.pipeline.tallies, live, health))
+
+    async def _metrics(self) -> None:
+        await self.resumed.wait()  # never serve counters before they are restored from the store
+        await self.http.start()
+        try:
+            while not self.stop.is_set():
+                self.publish_metrics()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), METRICS_REFRESH_S)
+        finally:
+            await self.http.stop()
 
     def _put_event(self, msg: AmiMessage, received_at: float) -> None:
         try:
@@ -95,6 +128,9 @@ class Daemon:
             await self.events.put(_END)
 
     async def _resume(self) -> None:
+        # counters go on from what is stored, so a restart is no false reset for rate()
+        for visit in await asyncio.to_thread(self.store.visits, 0.0, float("inf")):
+            self.pipeline.tallies.add_visit(visit)
         saved = await asyncio.to_thread(self.store.load_state)
         if saved is None:
             return
@@ -111,7 +147,10 @@ class Daemon:
             self.pipeline.calls.active.clear()
 
     async def _track(self) -> None:
-        await self._resume()
+        try:
+            await self._resume()
+        finally:
+            self.resumed.set()
         while (item := await self.events.get()) is not _END:
             msg, received_at = item
             try:
@@ -160,6 +199,7 @@ class Daemon:
                 tg.create_task(self._ami(), name="ami")
                 tg.create_task(self._track(), name="tracker")
                 tg.create_task(self._write(), name="store-writer")
+                tg.create_task(self._metrics(), name="metrics-http")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

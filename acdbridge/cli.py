@@ -76,8 +76,11 @@ def _cmd_lab_traffic(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from acdbridge.replay import dumps, replay_records
+    from acdbridge.replay import dumps, replay_metrics, replay_records
 
+    if args.metrics:
+        sys.stdout.write(replay_metrics(args.trace).decode())
+        return 0
     problems: list[str] = []
     for record in replay_records(args.trace, on_problem=problems.append):
         sys.stdout.write(dumps(record) + "\n")
@@ -167,8 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a raw AMI capture through the tracker")
     p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")
-    p.add_argument("--records", action="store_true", required=True,
-                   help="print one JSON object per finished queue visit")  # fmt: skip
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--records", action="store_true", help="print one JSON object per finished queue visit")
+    mode.add_argument(
+        "--metrics",
+        action="store_true",
+        help="print the Prometheus text the daemon would serve at the trace's end",
+    )
     p.set_defaults(func=_cmd_replay)
 
     lab = sub.add_parser("lab", help="a real Asterisk 22 for tests and demos (needs root)")

@@ -15,6 +15,9 @@ file and the key; defaults suit the lab (`acdbridge lab up`).
     [store]
     path = "/var/lib/acdbridge/acdbridge.sqlite"
 
+    [http]
+    listen = "127.0.0.1:9108"  # /metrics and /healthz; loopback unless you mean it
+
     [queues.water]
     wrapup_s = 5               # used only when GetConfig of queues.conf is not allowed
 """
@@ -54,10 +57,17 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+
+@dataclass(frozen=True)
 class Config:
     ami: AmiConfig = field(default_factory=AmiConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     wrapup_s: dict[str, float] = field(default_factory=dict)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
 
 def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
@@ -81,7 +91,7 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
 
 
 def parse(data: dict[str, Any], source: str = "<config>") -> Config:
-    unknown = set(data) - {"ami", "store", "queues"}
+    unknown = set(data) - {"ami", "store", "queues", "http"}
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)}")
     ami_t = _section(data, "ami", source)
@@ -118,7 +128,17 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{source}: queues.{queue}.wrapup_s: expected seconds >= 0, got {value!r}")
             wrapup[queue] = float(value)
-    return Config(ami, store, wrapup)
+    return Config(ami, store, wrapup, _http(_section(data, "http", source), source))
+
+
+def _http(table: dict[str, Any], source: str) -> HttpConfig:
+    if set(table) - {"listen"}:
+        raise ConfigError(f"{source}: http.: unknown keys {sorted(set(table) - {'listen'})}")
+    listen = _typed(table, "listen", str, f"{source}: http.", "127.0.0.1:9108")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {listen!r}")
+    return HttpConfig(host.strip("[]"), int(port))
 
 
 def load(path: Path) -> Config:

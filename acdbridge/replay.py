@@ -47,3 +47,17 @@ def replay_records(path: Path, wrapup_s: dict[str, float] | None = None,
 
 def dumps(record: Record) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def replay_metrics(path: Path, wrapup_s: dict[str, float] | None = None) -> bytes:
+    """The Prometheus exposition the daemon would serve after the trace's last event."""
+    from acdbridge.adapters.metrics import build_families, new_registry, render
+    from acdbridge.core.tallies import live_gauges
+
+    pipeline = Pipeline(wrapup_s)
+    for chunk in read_chunks(path):
+        pipeline.feed_bytes(chunk)
+    registry, collector = new_registry()
+    live = live_gauges(pipeline.calls, pipeline.agents, pipeline.calls.now)
+    collector.publish(build_families(pipeline.tallies, live, None))
+    return render(registry)

@@ -8,8 +8,10 @@ from typing import Any
 from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.calls import CallTracker
+from acdbridge.core.tallies import Tallies
 
 Record = dict[str, Any]
+DEFAULT_SHORT_ABANDON_S = 5.0
 
 
 class Pipeline:
@@ -19,7 +21,10 @@ class Pipeline:
         on_visit: Callable[[Record], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
         on_agent_state: Callable[[Record], None] | None = None,
+        short_abandon_s: dict[str, float] | None = None,
     ) -> None:
+        self.tallies = Tallies()
+        self.short_abandon_s = short_abandon_s or {}
         self.parser = FrameParser(on_error=on_problem)
         self.agents = AgentTracker(on_state=on_agent_state)
         self.calls = CallTracker(
@@ -32,6 +37,7 @@ class Pipeline:
         for attempt in record["ring_attempts"]:
             if attempt["result"] in ("canceled", "dumped"):
                 self.agents.ring_canceled(attempt["interface"], attempt["end_ts"])
+        self.tallies.add_visit(record, self.short_abandon_s.get(record["queue"], DEFAULT_SHORT_ABANDON_S))
         if self._on_visit is not None:
             self._on_visit(record)
 
