@@ -4,14 +4,15 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the lab needs: mmdebstrap builds the Asterisk 22 chroot, sip-tester is SIPp
-DEBS := mmdebstrap sip-tester
+# Debian packages: mmdebstrap builds the lab's Asterisk 22 chroot, sip-tester is SIPp, prometheus
+# gives the real Prometheus and promtool the tests use
+DEBS := mmdebstrap sip-tester prometheus
 DEMO_SCENARIO ?= demo
 
 .PHONY: deps demo test lint clean
 
 deps: $(BIN)/.installed
-	@if ! command -v mmdebstrap >/dev/null || ! command -v sipp >/dev/null; then \
+	@if ! command -v mmdebstrap >/dev/null || ! command -v sipp >/dev/null || ! command -v promtool >/dev/null; then \
 		echo "installing Debian packages: $(DEBS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); \
 	fi
