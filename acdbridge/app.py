@@ -21,17 +21,19 @@ import structlog
 
 from acdbridge.adapters.ami import AmiClient
 from acdbridge.adapters.http import HttpServer
-from acdbridge.adapters.metrics import Health, build_families, new_registry, render
+from acdbridge.adapters.metrics import Health, build_families, new_registry, render, window_kpis
 from acdbridge.adapters.store import SqliteStore, Store
 from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
-from acdbridge.core.pipeline import Pipeline, Record
+from acdbridge.core.kpi import KpiEngine
+from acdbridge.core.pipeline import DEFAULT_SHORT_ABANDON_S, Pipeline, Record
 from acdbridge.core.tallies import live_gauges
 
 log = structlog.get_logger("acdbridge")
 QUEUE_SIZE = 50_000
 STALE_STATE_S = 900.0  # a saved state older than this is finished, not resumed
-METRICS_REFRESH_S = 1.0
+METRICS_REFRESH_S = 1.0  # live gauges and counters
+KPI_REFRESH_S = 10.0  # window KPIs cost more (benchmarks/scrape_bench.py): refreshed less often
 BATCH = 500
 _END = None
 
@@ -67,15 +69,20 @@ class Daemon:
         self.counters = Counters()
         self.events: asyncio.Queue[tuple[AmiMessage, float] | None] = asyncio.Queue(QUEUE_SIZE)
         self.records: asyncio.Queue[tuple[str, Record] | None] = asyncio.Queue(QUEUE_SIZE)
+        self.kpis = KpiEngine(cfg.kpi)
+        self.short_abandon_s = {q: c.short_abandon_s for q, c in cfg.kpi.queues.items()}
         self.pipeline = Pipeline(
             cfg.wrapup_s,
             on_visit=lambda r: self._put_record("visit", r),
             on_agent_state=lambda r: self._put_record("agent_state", r),
             on_problem=lambda text: log.warning("tracker_problem", problem=text),
+            short_abandon_s=self.short_abandon_s,
         )
         self.ami = AmiClient(cfg.ami, self._put_event)
         self.stop = asyncio.Event()
         self.resumed = asyncio.Event()
+        self._windows: dict[str, dict[str, dict[str, Any]]] = {}
+        self._windows_at = 0.0
         self.registry, self.collector = new_registry()
         self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health)
 
@@ -87,11 +94,15 @@ class Daemon:
     def publish_metrics(self) -> None:
         """Render the core's state into an immutable list of metric families (on the loop)."""
         calls, agents = self.pipeline.calls, self.pipeline.agents
-        live = live_gauges(calls, agents, max(calls.now, time.time()))
+        now = max(calls.now, time.time())  # windows move on even when no call comes
+        live = live_gauges(calls, agents, now)
         drops = {"events": self.counters.events_dropped, "records": self.counters.records_dropped}
         health = Health(self.ami.stats.connected, self.ami.stats.messages, self.ami.stats.reconnects,
                         self.counters.store_write_errors, drops)  # fmt: skip
-        self.collector.publish(build_families(self.pipeline.tallies, live, health))
+        if now - self._windows_at >= KPI_REFRESH_S:
+            self._windows, self._windows_at = window_kpis(self.kpis, self.cfg.kpi, now), now
+        windows = self._windows
+        self.collector.publish(build_families(self.pipeline.tallies, live, health, windows))
 
     async def _metrics(self) -> None:
         await self.resumed.wait()  # never serve counters before they are restored from the store
@@ -115,6 +126,9 @@ class Daemon:
     def _put_record(self, kind: str, record: Record) -> None:
         if kind == "visit":  # the canonical log line: one per finished visit
             log.info("visit", **{k: record[k] for k in ("uniqueid", "queue", "outcome", "wait_s", "agent")})
+            self.kpis.add_visit(record)
+        else:
+            self.kpis.add_agent_state(record)
         try:
             self.records.put_nowait((kind, record))
         except asyncio.QueueFull:
@@ -129,8 +143,15 @@ class Daemon:
 
     async def _resume(self) -> None:
         # counters go on from what is stored, so a restart is no false reset for rate()
+        recent = time.time() - self.kpis.retention_s
         for visit in await asyncio.to_thread(self.store.visits, 0.0, float("inf")):
-            self.pipeline.tallies.add_visit(visit)
+            self.pipeline.tallies.add_visit(
+                visit, self.short_abandon_s.get(visit["queue"], DEFAULT_SHORT_ABANDON_S)
+            )
+            if visit["end_ts"] >= recent:
+                self.kpis.add_visit(visit)
+        for state in await asyncio.to_thread(self.store.agent_states, recent, float("inf")):
+            self.kpis.add_agent_state(state)
         saved = await asyncio.to_thread(self.store.load_state)
         if saved is None:
             return

@@ -76,13 +76,20 @@ def _cmd_lab_traffic(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from acdbridge.replay import dumps, replay_metrics, replay_records
+    import json
 
+    from acdbridge import config
+    from acdbridge.replay import dumps, replay_kpis, replay_metrics, replay_records
+
+    cfg = config.load(args.config) if args.config else config.Config()
     if args.metrics:
-        sys.stdout.write(replay_metrics(args.trace).decode())
+        sys.stdout.write(replay_metrics(args.trace, cfg).decode())
+        return 0
+    if args.kpi:
+        sys.stdout.write(json.dumps(replay_kpis(args.trace, cfg), ensure_ascii=False, sort_keys=True) + "\n")
         return 0
     problems: list[str] = []
-    for record in replay_records(args.trace, on_problem=problems.append):
+    for record in replay_records(args.trace, cfg.wrapup_s, on_problem=problems.append):
         sys.stdout.write(dumps(record) + "\n")
     for problem in problems:
         print(f"acdbridge: warning: {problem}", file=sys.stderr)
@@ -173,9 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--records", action="store_true", help="print one JSON object per finished queue visit")
     mode.add_argument(
+        "--kpi", action="store_true", help="print the KPIs over the whole trace as one JSON object"
+    )
+    mode.add_argument(
         "--metrics",
         action="store_true",
         help="print the Prometheus text the daemon would serve at the trace's end",
+    )
+    p.add_argument(
+        "--config", type=Path, help="acdbridge config: KPI thresholds, time zone, wrapuptime fallback"
     )
     p.set_defaults(func=_cmd_replay)
 

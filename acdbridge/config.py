@@ -18,8 +18,17 @@ file and the key; defaults suit the lab (`acdbridge lab up`).
     [http]
     listen = "127.0.0.1:9108"  # /metrics and /healthz; loopback unless you mean it
 
+    [kpi]
+    timezone = "Asia/Shanghai" # "today" and the half-hour intervals follow the centre's clock
+    windows_min = [15, 60]     # rolling windows
+    interval_min = 30          # closed report intervals
+    ring_cadence_s = 6         # one ring of the ringback tone, for avg_rings
+    cost_per_hour = 1200.0     # optional: the centre's cost rate, enables cost_per_call
+
     [queues.water]
     wrapup_s = 5               # used only when GetConfig of queues.conf is not allowed
+    sl_threshold_s = 20        # service level: answered within this many seconds
+    short_abandon_s = 5        # abandons this quick are not counted against the queue
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acdbridge.core.kpi import KpiConfig, QueueKpiConfig
 from acdbridge.errors import AcdError
 
 
@@ -68,6 +78,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     wrapup_s: dict[str, float] = field(default_factory=dict)
     http: HttpConfig = field(default_factory=HttpConfig)
+    kpi: KpiConfig = field(default_factory=KpiConfig)
 
 
 def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
@@ -91,7 +102,7 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
 
 
 def parse(data: dict[str, Any], source: str = "<config>") -> Config:
-    unknown = set(data) - {"ami", "store", "queues", "http"}
+    unknown = set(data) - {"ami", "store", "queues", "http", "kpi"}
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)}")
     ami_t = _section(data, "ami", source)
@@ -120,15 +131,49 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
         raise ConfigError(f"{source}: store.: unknown keys {sorted(set(store_t) - {'path'})}")
     store = StoreConfig(Path(_typed(store_t, "path", str, f"{source}: store.", "acdbridge.sqlite")))
     wrapup: dict[str, float] = {}
+    queue_kpi: dict[str, QueueKpiConfig] = {}
     for queue, qt in _section(data, "queues", source).items():
-        if not isinstance(qt, dict) or set(qt) - {"wrapup_s"}:
-            raise ConfigError(f"{source}: queues.{queue}: expected a table with wrapup_s")
-        if "wrapup_s" in qt:
-            value = qt["wrapup_s"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{source}: queues.{queue}.wrapup_s: expected seconds >= 0, got {value!r}")
-            wrapup[queue] = float(value)
-    return Config(ami, store, wrapup, _http(_section(data, "http", source), source))
+        keys = {"wrapup_s", "sl_threshold_s", "short_abandon_s"}
+        if not isinstance(qt, dict) or set(qt) - keys:
+            raise ConfigError(f"{source}: queues.{queue}: expected a table with {', '.join(sorted(keys))}")
+        seconds = {k: _seconds(qt[k], f"{source}: queues.{queue}.{k}") for k in keys if k in qt}
+        if "wrapup_s" in seconds:
+            wrapup[queue] = seconds.pop("wrapup_s")
+        queue_kpi[queue] = QueueKpiConfig(**seconds)
+    kpi = _kpi(_section(data, "kpi", source), queue_kpi, source)
+    return Config(ami, store, wrapup, _http(_section(data, "http", source), source), kpi)
+
+
+def _seconds(value: Any, where: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or not math.isfinite(value)
+    ):
+        raise ConfigError(f"{where}: expected seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _kpi(table: dict[str, Any], queues: dict[str, QueueKpiConfig], source: str) -> KpiConfig:
+    where = f"{source}: kpi."
+    known = {"timezone", "windows_min", "interval_min", "ring_cadence_s", "cost_per_hour"}
+    if set(table) - known:
+        raise ConfigError(f"{where} unknown keys {sorted(set(table) - known)}")
+    windows = table.get("windows_min", [15, 60])
+    if not isinstance(windows, list) or not windows or not all(isinstance(w, int | float) for w in windows):
+        raise ConfigError(f"{where}windows_min: expected a list of minutes, got {windows!r}")
+    try:
+        return KpiConfig(
+            queues=queues,
+            windows_s=tuple(float(w) * 60 for w in windows),
+            interval_s=_typed(table, "interval_min", float, where, 30.0) * 60,
+            ring_cadence_s=_typed(table, "ring_cadence_s", float, where, 6.0),
+            timezone=_typed(table, "timezone", str, where, "UTC"),
+            cost_per_hour=_typed(table, "cost_per_hour", float, where, None),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where} {exc}") from exc
 
 
 def _http(table: dict[str, Any], source: str) -> HttpConfig:

@@ -8,7 +8,11 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from acdbridge.adapters.metrics import build_families, new_registry, render, window_kpis
+from acdbridge.config import Config
+from acdbridge.core.kpi import KpiEngine, Kpis, kpis_over
 from acdbridge.core.pipeline import Pipeline, Record
+from acdbridge.core.tallies import live_gauges
 from acdbridge.errors import AcdError
 
 CHUNK = 1 << 16
@@ -49,15 +53,38 @@ def dumps(record: Record) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def replay_metrics(path: Path, wrapup_s: dict[str, float] | None = None) -> bytes:
-    """The Prometheus exposition the daemon would serve after the trace's last event."""
-    from acdbridge.adapters.metrics import build_families, new_registry, render
-    from acdbridge.core.tallies import live_gauges
-
-    pipeline = Pipeline(wrapup_s)
+def _run(path: Path, cfg: Config, finish: bool) -> tuple[Pipeline, KpiEngine, list[Record], list[Record]]:
+    visits: list[Record] = []
+    states: list[Record] = []
+    short = {q: c.short_abandon_s for q, c in cfg.kpi.queues.items()}
+    pipeline = Pipeline(
+        cfg.wrapup_s, on_visit=visits.append, on_agent_state=states.append, short_abandon_s=short
+    )
     for chunk in read_chunks(path):
         pipeline.feed_bytes(chunk)
+    if finish:
+        pipeline.finish()
+    engine = KpiEngine(cfg.kpi)
+    for v in visits:
+        engine.add_visit(v)
+    for s in states:
+        engine.add_agent_state(s)
+    return pipeline, engine, visits, states
+
+
+def replay_kpis(path: Path, cfg: Config | None = None) -> Kpis:
+    """KPIs over the whole trace (every visit and agent stretch in it)."""
+    cfg = cfg or Config()
+    _, _, visits, states = _run(path, cfg, finish=True)
+    return kpis_over(visits, states, cfg.kpi)
+
+
+def replay_metrics(path: Path, cfg: Config | None = None) -> bytes:
+    """The Prometheus exposition the daemon would serve after the trace's last event."""
+    cfg = cfg or Config()
+    pipeline, engine, _, _ = _run(path, cfg, finish=False)
     registry, collector = new_registry()
-    live = live_gauges(pipeline.calls, pipeline.agents, pipeline.calls.now)
-    collector.publish(build_families(pipeline.tallies, live, None))
+    now = pipeline.calls.now
+    live = live_gauges(pipeline.calls, pipeline.agents, now)
+    collector.publish(build_families(pipeline.tallies, live, None, window_kpis(engine, cfg.kpi, now)))
     return render(registry)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from acdbridge.core.kpi import KpiConfig, KpiEngine
 from acdbridge.core.tallies import Histogram, LiveGauges, Tallies
 
 KpiWindows = Mapping[str, Mapping[str, Mapping[str, float | int | None]]]  # window -> queue -> metric
@@ -34,7 +36,7 @@ WINDOW_GAUGES = {
     "abandon_rate": ("acd_queue_abandon_ratio", "(Abandoned-short) / (offered-blocked-short)"),
     "percent_answered": ("acd_queue_answered_ratio", "Answered / offered (blocked included)"),
     "aht_s": ("acd_queue_aht_seconds", "Average handle time: talk + hold + wrap"),
-    "avg_wait_s": ("acd_queue_avg_wait_seconds", "Average wait, all outcomes"),
+    "avg_wait_s": ("acd_queue_avg_wait_seconds", "Average wait, blocked calls excluded"),
     "avg_abandon_wait_s": ("acd_queue_avg_abandon_wait_seconds", "Average wait before abandoning"),
     "offered": ("acd_queue_offered_calls", "Calls offered in the window"),
     "transfer_rate": ("acd_queue_transfer_ratio", "Transfers / answered"),
@@ -130,6 +132,13 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return iter(self._families)
+
+
+def window_kpis(engine: KpiEngine, cfg: KpiConfig, now: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """Queue KPIs per window label: each rolling window ("15m"), "today", "24h", "interval"."""
+    windows = {f"{w / 60:g}m": engine.rolling(now, w) for w in cfg.windows_s}
+    windows |= {"today": engine.today(now), "24h": engine.rolling_24h(now), "interval": engine.interval(now)}
+    return {label: kpis["queues"] for label, kpis in windows.items()}
 
 
 def new_registry() -> tuple[CollectorRegistry, SnapshotCollector]:

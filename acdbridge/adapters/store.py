@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS tracker_state (
 class Store(Protocol):
     def write(self, visits: list[Record], agent_states: list[Record]) -> int: ...
     def visits(self, since: float, until: float, queue: str | None = None) -> list[Record]: ...
+    def agent_states(self, since: float, until: float) -> list[Record]: ...
     def save_state(self, saved_at: float, state: Record) -> None: ...
     def load_state(self) -> tuple[float, Record] | None: ...
     def close(self) -> None: ...
@@ -115,6 +116,13 @@ class SqliteStore:
         with self._lock:
             rows = self.db.execute(sql + " ORDER BY end_ts, uniqueid, queue", args).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def agent_states(self, since: float, until: float) -> list[Record]:
+        cols = ("interface", "state", "start_ts", "end_ts", "agent", "reason", "duration_s")
+        sql = f"SELECT {', '.join(cols)} FROM agent_states WHERE end_ts >= ? AND end_ts < ? ORDER BY end_ts"
+        with self._lock:
+            rows = self.db.execute(sql, (since, until)).fetchall()
+        return [dict(zip(cols, row, strict=True)) for row in rows]
 
     def save_state(self, saved_at: float, state: Record) -> None:
         """The trackers' calls in progress at an orderly stop; the next start goes on from them."""
