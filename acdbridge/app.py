@@ -25,7 +25,7 @@ from acdbridge.adapters.metrics import Health, build_families, new_registry, ren
 from acdbridge.adapters.store import SqliteStore, Store
 from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
-from acdbridge.core.kpi import KpiEngine
+from acdbridge.core.kpi import KpiEngine, Kpis
 from acdbridge.core.pipeline import DEFAULT_SHORT_ABANDON_S, Pipeline, Record
 from acdbridge.core.tallies import live_gauges
 
@@ -81,7 +81,7 @@ class Daemon:
         self.ami = AmiClient(cfg.ami, self._put_event)
         self.stop = asyncio.Event()
         self.resumed = asyncio.Event()
-        self._windows: dict[str, dict[str, dict[str, Any]]] = {}
+        self._windows: dict[str, Kpis] = {}
         self._windows_at = 0.0
         self.registry, self.collector = new_registry()
         self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health)
@@ -102,7 +102,7 @@ class Daemon:
         if now - self._windows_at >= KPI_REFRESH_S:
             self._windows, self._windows_at = window_kpis(self.kpis, self.cfg.kpi, now), now
         windows = self._windows
-        self.collector.publish(build_families(self.pipeline.tallies, live, health, windows))
+        self.collector.publish(build_families(self.pipeline.tallies, live, health, windows, self.cfg.kpi))
 
     async def _metrics(self) -> None:
         await self.resumed.wait()  # never serve counters before they are restored from the store

@@ -25,9 +25,14 @@ file and the key; defaults suit the lab (`acdbridge lab up`).
     ring_cadence_s = 6         # one ring of the ringback tone, for avg_rings
     cost_per_hour = 1200.0     # optional: the centre's cost rate, enables cost_per_call
 
+    [agents."Ana Torres"]      # inputs from outside the ACD; without them the metric is absent
+    qa_score = 92.5            # QA monitoring score, passed through
+    schedule = [["2026-11-23T08:00:00+08:00", "2026-11-23T16:00:00+08:00"]]   # for adherence
+
     [queues.water]
     wrapup_s = 5               # used only when GetConfig of queues.conf is not allowed
     sl_threshold_s = 20        # service level: answered within this many seconds
+    sl_target = 0.8            # ... for this share of calls (alerts compare against it)
     short_abandon_s = 5        # abandons this quick are not counted against the queue
 """
 
@@ -36,6 +41,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +108,7 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
 
 
 def parse(data: dict[str, Any], source: str = "<config>") -> Config:
-    unknown = set(data) - {"ami", "store", "queues", "http", "kpi"}
+    unknown = set(data) - {"ami", "store", "queues", "http", "kpi", "agents"}
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)}")
     ami_t = _section(data, "ami", source)
@@ -133,14 +139,17 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     wrapup: dict[str, float] = {}
     queue_kpi: dict[str, QueueKpiConfig] = {}
     for queue, qt in _section(data, "queues", source).items():
-        keys = {"wrapup_s", "sl_threshold_s", "short_abandon_s"}
+        keys = {"wrapup_s", "sl_threshold_s", "short_abandon_s", "sl_target"}
         if not isinstance(qt, dict) or set(qt) - keys:
             raise ConfigError(f"{source}: queues.{queue}: expected a table with {', '.join(sorted(keys))}")
         seconds = {k: _seconds(qt[k], f"{source}: queues.{queue}.{k}") for k in keys if k in qt}
         if "wrapup_s" in seconds:
             wrapup[queue] = seconds.pop("wrapup_s")
-        queue_kpi[queue] = QueueKpiConfig(**seconds)
-    kpi = _kpi(_section(data, "kpi", source), queue_kpi, source)
+        try:
+            queue_kpi[queue] = QueueKpiConfig(**seconds)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: queues.{queue}: {exc}") from exc
+    kpi = _kpi(_section(data, "kpi", source), queue_kpi, _section(data, "agents", source), source)
     return Config(ami, store, wrapup, _http(_section(data, "http", source), source), kpi)
 
 
@@ -155,11 +164,41 @@ def _seconds(value: Any, where: str) -> float:
     return float(value)
 
 
-def _kpi(table: dict[str, Any], queues: dict[str, QueueKpiConfig], source: str) -> KpiConfig:
+def _agents(
+    table: dict[str, Any], source: str
+) -> tuple[dict[str, float], dict[str, list[tuple[float, float]]]]:
+    scores: dict[str, float] = {}
+    schedules: dict[str, list[tuple[float, float]]] = {}
+    for agent, at in table.items():
+        where = f"{source}: agents.{agent}."
+        if not isinstance(at, dict) or set(at) - {"qa_score", "schedule"}:
+            raise ConfigError(f"{where} expected a table with qa_score and/or schedule")
+        if "qa_score" in at:
+            scores[agent] = _seconds(at["qa_score"], f"{where}qa_score")
+        spans = at.get("schedule", [])
+        if not isinstance(spans, list):
+            raise ConfigError(f"{where}schedule: expected a list of [start, end] times")
+        for span in spans:
+            if not (isinstance(span, list) and len(span) == 2 and all(isinstance(t, str) for t in span)):
+                raise ConfigError(f"{where}schedule: expected [start, end] ISO 8601 times, got {span!r}")
+            try:
+                start, end = (datetime.fromisoformat(t).timestamp() for t in span)
+            except ValueError as exc:
+                raise ConfigError(f"{where}schedule: {exc}") from exc
+            if end <= start:
+                raise ConfigError(f"{where}schedule: {span[1]} is not after {span[0]}")
+            schedules.setdefault(agent, []).append((start, end))
+    return scores, schedules
+
+
+def _kpi(
+    table: dict[str, Any], queues: dict[str, QueueKpiConfig], agents: dict[str, Any], source: str
+) -> KpiConfig:
     where = f"{source}: kpi."
     known = {"timezone", "windows_min", "interval_min", "ring_cadence_s", "cost_per_hour"}
     if set(table) - known:
         raise ConfigError(f"{where} unknown keys {sorted(set(table) - known)}")
+    scores, schedules = _agents(agents, source)
     windows = table.get("windows_min", [15, 60])
     if not isinstance(windows, list) or not windows or not all(isinstance(w, int | float) for w in windows):
         raise ConfigError(f"{where}windows_min: expected a list of minutes, got {windows!r}")
@@ -171,6 +210,8 @@ def _kpi(table: dict[str, Any], queues: dict[str, QueueKpiConfig], source: str) 
             ring_cadence_s=_typed(table, "ring_cadence_s", float, where, 6.0),
             timezone=_typed(table, "timezone", str, where, "UTC"),
             cost_per_hour=_typed(table, "cost_per_hour", float, where, None),
+            qa_scores=scores or None,
+            schedules=schedules or None,
         )
     except ValueError as exc:
         raise ConfigError(f"{where} {exc}") from exc

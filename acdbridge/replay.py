@@ -86,5 +86,6 @@ def replay_metrics(path: Path, cfg: Config | None = None) -> bytes:
     registry, collector = new_registry()
     now = pipeline.calls.now
     live = live_gauges(pipeline.calls, pipeline.agents, now)
-    collector.publish(build_families(pipeline.tallies, live, None, window_kpis(engine, cfg.kpi, now)))
+    windows = window_kpis(engine, cfg.kpi, now)
+    collector.publish(build_families(pipeline.tallies, live, None, windows, cfg.kpi))
     return render(registry)

@@ -108,3 +108,35 @@ def test_config_defaults_and_values() -> None:
     cfg = parse({"ami": {"port": 5038, "capture": "/tmp/x.ami"}, "queues": {"water": {"wrapup_s": 30}}})
     assert cfg.ami.port == 5038 and cfg.ami.capture == Path("/tmp/x.ami") and cfg.wrapup_s == {"water": 30.0}
     assert cfg.ami.ping_interval_s > 0 and cfg.ami.reconnect_max_s >= cfg.ami.reconnect_min_s
+
+
+def test_kpi_config_with_outside_inputs(tmp_path: Path) -> None:
+    path = tmp_path / "acd.toml"
+    path.write_text(
+        '[kpi]\ntimezone = "Asia/Shanghai"\nwindows_min = [5, 30]\ncost_per_hour = 600\n'
+        "[queues.water]\nsl_threshold_s = 30\nsl_target = 0.9\n"
+        '[agents."Ana Torres"]\nqa_score = 88\n'
+        'schedule = [["2026-11-23T08:00:00+08:00", "2026-11-23T16:00:00+08:00"]]\n'
+    )
+    kpi = load(path).kpi
+    assert kpi.windows_s == (300.0, 1800.0) and kpi.cost_per_hour == 600.0 and kpi.timezone == "Asia/Shanghai"
+    assert kpi.queue("water").sl_threshold_s == 30.0 and kpi.queue("water").sl_target == 0.9
+    assert kpi.qa_scores == {"Ana Torres": 88.0}
+    assert kpi.schedules == {"Ana Torres": [(1795392000.0, 1795392000.0 + 8 * 3600)]}  # 00:00Z-08:00Z
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[kpi]\ntimezone = "Mars/Olympus"\n', "unknown timezone"),
+        ("[kpi]\ninterval_min = 7\n", "interval_s must divide a day"),
+        ("[queues.water]\nsl_target = 1.5\n", "queues.water: sl_target must be a ratio"),
+        ('[agents.Ana]\nschedule = [["2026-11-23T16:00", "2026-11-23T08:00"]]\n', "is not after"),
+        ('[agents.Ana]\nschedule = [["soon", "later"]]\n', "agents.Ana.schedule"),
+    ],
+)
+def test_kpi_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "acd.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load(path)

@@ -14,10 +14,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from acdbridge.core.kpi import KpiConfig, KpiEngine
+from acdbridge.core.kpi import KpiConfig, KpiEngine, Kpis
 from acdbridge.core.tallies import Histogram, LiveGauges, Tallies
 
-KpiWindows = Mapping[str, Mapping[str, Mapping[str, float | int | None]]]  # window -> queue -> metric
+KpiWindows = Mapping[
+    str, Mapping[str, Mapping[str, Mapping[str, Any]]]
+]  # window -> queues|agents -> name -> metric
 
 
 @dataclass(frozen=True)
@@ -29,18 +31,42 @@ class Health:
     drops: Mapping[str, int]
 
 
-# window KPIs exported as gauges: metric in the KPI engine -> (name, help)
-WINDOW_GAUGES = {
-    "service_level": ("acd_queue_service_level_ratio", "Answered within threshold / (offered-blocked-short)"),
-    "asa_s": ("acd_queue_asa_seconds", "Average speed of answer"),
-    "abandon_rate": ("acd_queue_abandon_ratio", "(Abandoned-short) / (offered-blocked-short)"),
-    "percent_answered": ("acd_queue_answered_ratio", "Answered / offered (blocked included)"),
-    "aht_s": ("acd_queue_aht_seconds", "Average handle time: talk + hold + wrap"),
-    "avg_wait_s": ("acd_queue_avg_wait_seconds", "Average wait, blocked calls excluded"),
-    "avg_abandon_wait_s": ("acd_queue_avg_abandon_wait_seconds", "Average wait before abandoning"),
-    "offered": ("acd_queue_offered_calls", "Calls offered in the window"),
-    "transfer_rate": ("acd_queue_transfer_ratio", "Transfers / answered"),
-}  # fmt: skip
+# Window KPIs exported as gauges {queue, window}: the catalogue's name -> Prometheus name and unit.
+# Counts become acd_queue_window_<name>; seconds and ratios keep their unit suffix.
+QUEUE_WINDOW_METRICS = {
+    "offered": "acd_queue_window_offered_calls",
+    "answered": "acd_queue_window_answered_calls",
+    "abandoned": "acd_queue_window_abandoned_calls",
+    "short_abandoned": "acd_queue_window_short_abandoned_calls",
+    "timeout": "acd_queue_window_timeout_calls",
+    "exit_empty": "acd_queue_window_exit_empty_calls",
+    "exit_key": "acd_queue_window_exit_key_calls",
+    "blocked": "acd_queue_window_blocked_calls",
+    "answered_within_sl": "acd_queue_window_answered_within_sl_calls",
+    "transfers": "acd_queue_window_transfers",
+    "service_level": "acd_queue_service_level_ratio",
+    "abandon_rate": "acd_queue_abandon_ratio",
+    "percent_answered": "acd_queue_answered_ratio",
+    "transfer_rate": "acd_queue_transfer_ratio",
+    "asa_s": "acd_queue_asa_seconds",
+    "avg_wait_s": "acd_queue_avg_wait_seconds",
+    "max_wait_s": "acd_queue_max_wait_seconds",
+    "avg_abandon_wait_s": "acd_queue_avg_abandon_wait_seconds",
+    "avg_talk_s": "acd_queue_avg_talk_seconds",
+    "avg_hold_s": "acd_queue_avg_hold_seconds",
+    "avg_wrap_s": "acd_queue_avg_wrap_seconds",
+    "aht_s": "acd_queue_aht_seconds",
+    "avg_rings": "acd_queue_avg_rings",
+    "cost_per_call": "acd_queue_cost_per_call",
+}
+AGENT_WINDOW_METRICS = {
+    "answered": "acd_agent_window_answered_calls",
+    "aht_s": "acd_agent_aht_seconds",
+    "occupancy": "acd_agent_occupancy_ratio",
+    "calls_per_hour": "acd_agent_calls_per_hour",
+    "ring_no_answer": "acd_agent_window_ring_no_answer",
+    "adherence": "acd_agent_adherence_ratio",
+}
 
 
 def _histogram(
@@ -53,7 +79,11 @@ def _histogram(
 
 
 def build_families(
-    tallies: Tallies, live: LiveGauges, health: Health | None, windows: KpiWindows | None = None
+    tallies: Tallies,
+    live: LiveGauges,
+    health: Health | None,
+    windows: KpiWindows | None = None,
+    kpi_config: KpiConfig | None = None,
 ) -> list[Metric]:
     calls = CounterMetricFamily(
         "acd_queue_calls", "Queue visits finished, by outcome", labels=["queue", "outcome"]
@@ -94,14 +124,30 @@ def build_families(
     for agent_key, n in sorted(live.agent_state.items()):
         agent_state.add_metric(list(agent_key), n)
     families += [waiting, longest, agents, agent_state]
-    for metric, (name, doc) in WINDOW_GAUGES.items():
-        gauge = GaugeMetricFamily(name, doc, labels=["queue", "window"])
-        for window, queues in sorted((windows or {}).items()):
-            for queue, values in sorted(queues.items()):
-                value = values.get(metric)
-                if value is not None:  # an empty denominator is no sample, never 0
-                    gauge.add_metric([queue, window], float(value))
-        families.append(gauge)
+    for kind, metrics in (("queues", QUEUE_WINDOW_METRICS), ("agents", AGENT_WINDOW_METRICS)):
+        label = kind[:-1]
+        for metric, name in metrics.items():
+            gauge = GaugeMetricFamily(
+                name, f"{metric} over each window (docs/kpi.md)", labels=[label, "window"]
+            )
+            for window, kpis in sorted((windows or {}).items()):
+                for who, values in sorted(kpis.get(kind, {}).items()):
+                    value = values.get(metric)
+                    if value is not None:  # an empty denominator is no sample, never 0
+                        gauge.add_metric([who, window], float(value))
+            families.append(gauge)
+    if kpi_config is not None:  # the configuration beside the figures
+        queues = sorted({q for kpis in (windows or {}).values() for q in kpis.get("queues", {})})
+        settings = (
+            ("acd_queue_sl_threshold_seconds", "sl_threshold_s", "Service-level threshold"),
+            ("acd_queue_sl_target_ratio", "sl_target", "Service-level target"),
+            ("acd_queue_short_abandon_seconds", "short_abandon_s", "Short-abandon threshold"),
+        )
+        for name, attr, doc in settings:
+            gauge = GaugeMetricFamily(name, doc, labels=["queue"])
+            for queue in queues:
+                gauge.add_metric([queue], getattr(kpi_config.queue(queue), attr))
+            families.append(gauge)
     if health is not None:
         families += [
             GaugeMetricFamily(
@@ -134,11 +180,14 @@ class SnapshotCollector(Collector):
         return iter(self._families)
 
 
-def window_kpis(engine: KpiEngine, cfg: KpiConfig, now: float) -> dict[str, dict[str, dict[str, Any]]]:
-    """Queue KPIs per window label: each rolling window ("15m"), "today", "24h", "interval"."""
+def window_kpis(engine: KpiEngine, cfg: KpiConfig, now: float) -> dict[str, Kpis]:
+    """KPIs per window label: each rolling window ("15m"), "today", "24h", "interval"."""
     windows = {f"{w / 60:g}m": engine.rolling(now, w) for w in cfg.windows_s}
-    windows |= {"today": engine.today(now), "24h": engine.rolling_24h(now), "interval": engine.interval(now)}
-    return {label: kpis["queues"] for label, kpis in windows.items()}
+    return windows | {
+        "today": engine.today(now),
+        "24h": engine.rolling_24h(now),
+        "interval": engine.interval(now),
+    }
 
 
 def new_registry() -> tuple[CollectorRegistry, SnapshotCollector]:

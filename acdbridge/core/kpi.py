@@ -35,10 +35,13 @@ NOT_WORKING = ("logged_out", "paused")
 class QueueKpiConfig:
     sl_threshold_s: float = 20.0  # service level: answered with wait <= this
     short_abandon_s: float = 5.0  # abandoned with wait <= this is a short abandon
+    sl_target: float = 0.8  # the service level the queue aims at (alerting compares against it)
 
     def __post_init__(self) -> None:
         if self.sl_threshold_s < 0 or self.short_abandon_s < 0:
             raise ValueError("sl_threshold_s and short_abandon_s must be >= 0")
+        if not 0 <= self.sl_target <= 1:
+            raise ValueError("sl_target must be a ratio between 0 and 1")
 
 
 @dataclass(frozen=True)
