@@ -119,3 +119,32 @@ def test_http_endpoint_answers_and_refuses_clearly() -> None:
     assert garbage.startswith(b"HTTP/1.1 400")
     assert unhealthy.startswith(b"HTTP/1.1 503") and b'"why": "test"' in unhealthy
     assert again.startswith(b"HTTP/1.1 200")
+
+
+def test_every_series_the_alert_rules_use_is_exported() -> None:
+    """The shipped alert rules and the exposition must not drift apart."""
+    from acdbridge.adapters.metrics import Health, build_families, new_registry, render, window_kpis
+    from acdbridge.config import Config
+    from acdbridge.core.kpi import KpiEngine
+    from acdbridge.core.pipeline import Pipeline
+    from acdbridge.core.tallies import live_gauges
+    from acdbridge.replay import read_chunks
+
+    rules = (Path(__file__).parents[1] / "grafana/alerts/acdbridge.rules.yml").read_text()
+    used = set(re.findall(r"\b(acd_[a-z_]+)", rules))
+    cfg = Config()
+    visits: list[dict[str, object]] = []
+    pipeline = Pipeline(on_visit=visits.append)
+    for chunk in read_chunks(TRACES / "mixed.ami.gz"):
+        pipeline.feed_bytes(chunk)
+    engine = KpiEngine(cfg.kpi)
+    for v in visits:
+        engine.add_visit(v)
+    registry, collector = new_registry()
+    live = live_gauges(pipeline.calls, pipeline.agents, pipeline.calls.now)
+    health = Health(True, 1, 0, 0, {"events": 0, "records": 0})
+    windows = window_kpis(engine, cfg.kpi, pipeline.calls.now)
+    collector.publish(build_families(pipeline.tallies, live, health, windows, cfg.kpi))
+    exported = {name for name, _, _ in samples(render(registry).decode())}
+    exported |= {re.sub(r"_(bucket|count|sum)$", "", n) for n in exported}
+    assert used and used <= exported, sorted(used - exported)
