@@ -32,6 +32,8 @@ demo: deps
 	$(BIN)/acdbridge run --config examples/acdbridge-lab.toml 2> demo/daemon.log & echo $$! > demo/daemon.pid
 	sleep 2
 	$(BIN)/acdbridge lab traffic --scenario $(DEMO_SCENARIO); status=$$?; \
+		sleep 11; $(BIN)/python -c 'import urllib.request as u; print(u.urlopen("http://127.0.0.1:29108/metrics").read().decode())' \
+		| grep -E '^acd_queue_(service_level_ratio|asa_seconds|abandon_ratio|window_offered_calls)\{.*window="15m"'; \
 		kill -TERM $$(cat demo/daemon.pid); sleep 2; exit $$status
 	$(BIN)/acdbridge export --config examples/acdbridge-lab.toml --from 0 --to 2100-01-01 --format csv > demo/visits.csv
 	@echo "acdbridge stored $$(($$(wc -l < demo/visits.csv) - 1)) queue visits: demo/visits.csv (log: demo/daemon.log)"
