@@ -8,7 +8,7 @@ reported, never fatal."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -138,11 +138,3 @@ class FrameParser:
     def _report(self, message: str) -> None:
         if self.on_error is not None:
             self.on_error(message)
-
-
-def parse_all(chunks: Iterable[bytes], wanted: frozenset[str] | None = WANTED_EVENTS) -> list[AmiMessage]:
-    parser = FrameParser(wanted)
-    out: list[AmiMessage] = []
-    for chunk in chunks:
-        out.extend(parser.feed(chunk))
-    return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -624,10 +624,3 @@ class CallTracker:
         "CoreShowChannelsComplete": _on_channels_complete,
         "QueueMemberRemoved": _on_member_gone,
     }
-
-
-def replay_messages(messages: Iterator[AmiMessage], tracker: CallTracker) -> list[dict[str, Any]]:
-    for msg in messages:
-        tracker.feed(msg)
-    tracker.finish()
-    return tracker.finished
