@@ -238,6 +238,11 @@ def test_adherence_is_working_time_inside_the_schedule() -> None:
     assert out["Zoe"]["adherence"] is None and out["Zoe"]["scheduled_s"] == 0.0  # not scheduled then
     late = KpiConfig(schedules={"Ana": [(3000.0, 4000.0)]})
     assert kpis_over([], ANA_DAY, late, 0, 7200)["agents"]["Ana"]["adherence"] == 0.0  # logged out
+    # attendance: present at all during the schedule
+    assert ana["attendance"] == 1.0
+    assert kpis_over([], ANA_DAY, late, 0, 7200)["agents"]["Ana"]["attendance"] == 0.0
+    assert out["Zoe"]["attendance"] is None  # nothing scheduled in the window
+    assert "attendance" not in kpis_over(ANA_CALLS, ANA_DAY, KpiConfig(), 0, 3600)["agents"]["Ana"]
 
 
 # --- windows -------------------------------------------------------------------------------------

@@ -66,6 +66,8 @@ AGENT_WINDOW_METRICS = {
     "calls_per_hour": "acd_agent_calls_per_hour",
     "ring_no_answer": "acd_agent_window_ring_no_answer",
     "adherence": "acd_agent_adherence_ratio",
+    "attendance": "acd_agent_attendance_ratio",
+    "monitoring_score": "acd_agent_monitoring_score",
 }
 
 

@@ -177,6 +177,13 @@ def _agent_kpis(
         )
         out["adherence"] = _ratio(working, scheduled)
         out["scheduled_s"] = _r(scheduled)
+        # attendance: did the scheduled agent log in at all during the schedule (1.0 / 0.0);
+        # the centre's attendance is the mean over scheduled agents
+        present = any(
+            _overlap(s["start_ts"], s["end_ts"], a, b) > 0 for s, _ in clipped if s["state"] != "logged_out"
+            for a, b in spans
+        )  # fmt: skip
+        out["attendance"] = (1.0 if present else 0.0) if spans else None
     if cfg.qa_scores is not None and name in cfg.qa_scores:
         out["monitoring_score"] = cfg.qa_scores[name]
     return out
