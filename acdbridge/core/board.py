@@ -1,0 +1,89 @@
+"""What a wallboard shows, per queue and per agent: one pure view shared by the MQTT signs and
+the built-in web wallboard, computed from the live gauges and the KPI windows. Sans-IO."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from acdbridge.core.kpi import KpiConfig, Kpis
+from acdbridge.core.tallies import LiveGauges
+
+
+@dataclass(frozen=True)
+class QueueBoard:
+    queue: str
+    calls_waiting: int
+    longest_wait_s: float
+    avg_wait_today_s: float | None  # average queue time of today's answered calls (ASA)
+    service_level: float | None  # rolling window (the first configured, 15 min by default)
+    abandon_rate: float | None  # same window
+    offered_today: int
+    agents_ready: int
+    agents_talking: int  # talking or on hold
+    agents_paused: int
+    sl_target: float
+    sl_threshold_s: float
+    window: str
+    status: str  # ok | warn | alarm, against the targets
+
+    @property
+    def led(self) -> str:
+        """One line for a 1-2 line LED matrix sign, e.g. 'WAIT 3 LONG 0:45 SL 82%'."""
+        longest = int(self.longest_wait_s)
+        sl = "--" if self.service_level is None else f"{round(self.service_level * 100)}%"
+        return f"WAIT {self.calls_waiting} LONG {longest // 60}:{longest % 60:02d} SL {sl}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "led": self.led}
+
+
+@dataclass(frozen=True)
+class AgentBoard:
+    agent: str
+    state: str
+
+
+def _status(sl: float | None, target: float, waiting: int, ready: int) -> str:
+    if waiting and not ready:
+        return "alarm"
+    if sl is not None and sl < target:
+        return "alarm" if sl < target - 0.1 else "warn"
+    return "ok"
+
+
+def queue_boards(live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig) -> dict[str, QueueBoard]:
+    window = f"{cfg.windows_s[0] / 60:g}m"
+    rolling = windows.get(window, {}).get("queues", {})
+    today = windows.get("today", {}).get("queues", {})
+    queues = sorted(set(live.calls_waiting) | set(rolling) | {q for q, _ in live.agents})
+    boards = {}
+    for q in queues:
+
+        def agents(*states: str, q: str = q) -> int:
+            return sum(live.agents.get((q, s), 0) for s in states)
+
+        qc = cfg.queue(q)
+        sl = rolling.get(q, {}).get("service_level")
+        waiting, ready = live.calls_waiting.get(q, 0), agents("ready")
+        boards[q] = QueueBoard(
+            queue=q,
+            calls_waiting=waiting,
+            longest_wait_s=live.longest_wait_s.get(q, 0.0),
+            avg_wait_today_s=today.get(q, {}).get("asa_s"),
+            service_level=sl,
+            abandon_rate=rolling.get(q, {}).get("abandon_rate"),
+            offered_today=int(today.get(q, {}).get("offered", 0)),
+            agents_ready=ready,
+            agents_talking=agents("talking", "on_hold"),
+            agents_paused=agents("paused"),
+            sl_target=qc.sl_target,
+            sl_threshold_s=qc.sl_threshold_s,
+            window=window,
+            status=_status(sl, qc.sl_target, waiting, ready),
+        )
+    return boards
+
+
+def agent_boards(live: LiveGauges) -> dict[str, AgentBoard]:
+    return {agent: AgentBoard(agent, state) for (agent, state), on in sorted(live.agent_state.items()) if on}
