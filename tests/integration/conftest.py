@@ -3,13 +3,20 @@ needs it fails with the reason: integration tests never skip."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from acdbridge.errors import LabError
 from acdbridge.lab import pbx
 from tests.conftest import LAB_FACTS
+
+from .daemon_harness import free_port
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,3 +43,39 @@ def lab(lab_settings: pbx.LabSettings, request: pytest.FixtureRequest) -> Iterat
     yield lab_settings
     if not was_running:  # leave a lab someone else started as we found it
         pbx.down(lab_settings, print)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """(prometheus port, the port it scrapes acdbridge on)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is missing: install Debian's prometheus package (make test does)")
+    web, target = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: acdbridge\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{target}']\n"
+    )
+    log = (tmp_path / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail(f"prometheus did not start: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+        yield web, target
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -4,6 +4,7 @@ test can cut (a dropped AMI link), and collect what it stored."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from acdbridge.adapters.store import SqliteStore
@@ -137,3 +140,11 @@ class DaemonProcess:
             return store.visits(0, 1e12)
         finally:
             store.close()
+
+
+def query(port: int, promql: str) -> list[dict[str, object]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
