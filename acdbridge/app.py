@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from acdbridge.adapters.metrics import Health, build_families, new_registry, ren
 from acdbridge.adapters.store import SqliteStore, Store
 from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
+from acdbridge.core.board import agent_boards, queue_boards
 from acdbridge.core.kpi import KpiEngine, Kpis
 from acdbridge.core.pipeline import DEFAULT_SHORT_ABANDON_S, Pipeline, Record
 from acdbridge.core.tallies import live_gauges
@@ -33,6 +35,7 @@ log = structlog.get_logger("acdbridge")
 QUEUE_SIZE = 50_000
 STALE_STATE_S = 900.0  # a saved state older than this is finished, not resumed
 METRICS_REFRESH_S = 1.0  # live gauges and counters
+BOARD_DELAY_S = 0.1
 KPI_REFRESH_S = 10.0  # window KPIs cost more (benchmarks/scrape_bench.py): refreshed less often
 BATCH = 500
 _END = None
@@ -84,7 +87,10 @@ class Daemon:
         self._windows: dict[str, Kpis] = {}
         self._windows_at = 0.0
         self.registry, self.collector = new_registry()
-        self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health)
+        self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health,
+                               board=lambda: self._board_json, token=cfg.http.token)  # fmt: skip
+        self._board_json = b'{"queues": {}, "agents": {}}'
+        self.board_dirty = asyncio.Event()
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         ok = self.ami.stats.connected and self.counters.store_write_errors == 0
@@ -103,6 +109,28 @@ class Daemon:
             self._windows, self._windows_at = window_kpis(self.kpis, self.cfg.kpi, now), now
         windows = self._windows
         self.collector.publish(build_families(self.pipeline.tallies, live, health, windows, self.cfg.kpi))
+
+    def refresh_board(self) -> None:
+        """Recompute the wallboard view; push it to the web clients when it changed."""
+        calls, agents = self.pipeline.calls, self.pipeline.agents
+        live = live_gauges(calls, agents, max(calls.now, time.time()))
+        queues, people = queue_boards(live, self._windows, self.cfg.kpi), agent_boards(live)
+        board = {"queues": {q: b.as_dict() for q, b in queues.items()},
+                 "agents": {a: {"agent": b.agent, "state": b.state} for a, b in people.items()}}  # fmt: skip
+        data = json.dumps(board, ensure_ascii=False, sort_keys=True).encode()
+        if data != self._board_json:
+            self._board_json = data
+            self.http.broadcast(data)
+
+    async def _board(self) -> None:
+        """Within BOARD_DELAY_S of an AMI event (and every second, so waits keep counting)."""
+        await self.resumed.wait()
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.board_dirty.wait(), 1.0)
+            await asyncio.sleep(BOARD_DELAY_S)  # coalesce a burst of events into one update
+            self.board_dirty.clear()
+            self.refresh_board()
 
     async def _metrics(self) -> None:
         await self.resumed.wait()  # never serve counters before they are restored from the store
@@ -178,6 +206,7 @@ class Daemon:
                 self.pipeline.feed(msg, received_at)
             except Exception:  # a tracker bug must cost one event, not the daemon
                 log.exception("tracker_failed", event=msg.name)
+            self.board_dirty.set()
         # an orderly stop: calls in progress are saved, so a restart loses none of them
         await asyncio.to_thread(self.store.save_state, time.time(), self.pipeline.snapshot())
         await self.records.put(_END)
@@ -221,6 +250,7 @@ class Daemon:
                 tg.create_task(self._track(), name="tracker")
                 tg.create_task(self._write(), name="store-writer")
                 tg.create_task(self._metrics(), name="metrics-http")
+                tg.create_task(self._board(), name="wallboard")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

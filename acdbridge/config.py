@@ -16,7 +16,8 @@ file and the key; defaults suit the lab (`acdbridge lab up`).
     path = "/var/lib/acdbridge/acdbridge.sqlite"
 
     [http]
-    listen = "127.0.0.1:9108"  # /metrics and /healthz; loopback unless you mean it
+    listen = "127.0.0.1:9108"  # /metrics, /healthz and the wallboard (/); loopback unless you mean it
+    token = "..."              # optional: the wallboard then needs ?token=...
 
     [kpi]
     timezone = "Asia/Shanghai" # "today" and the half-hour intervals follow the centre's clock
@@ -76,6 +77,7 @@ class StoreConfig:
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 9108
+    token: str | None = None  # the wallboard asks for ?token=... when set
 
 
 @dataclass(frozen=True)
@@ -218,13 +220,14 @@ def _kpi(
 
 
 def _http(table: dict[str, Any], source: str) -> HttpConfig:
-    if set(table) - {"listen"}:
-        raise ConfigError(f"{source}: http.: unknown keys {sorted(set(table) - {'listen'})}")
+    if set(table) - {"listen", "token"}:
+        raise ConfigError(f"{source}: http.: unknown keys {sorted(set(table) - {'listen', 'token'})}")
+    token = _typed(table, "token", str, f"{source}: http.", None)
     listen = _typed(table, "listen", str, f"{source}: http.", "127.0.0.1:9108")
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {listen!r}")
-    return HttpConfig(host.strip("[]"), int(port))
+    return HttpConfig(host.strip("[]"), int(port), token or None)
 
 
 def load(path: Path) -> Config:
