@@ -23,6 +23,7 @@ import structlog
 from acdbridge.adapters.ami import AmiClient
 from acdbridge.adapters.http import HttpServer
 from acdbridge.adapters.metrics import Health, build_families, new_registry, render, window_kpis
+from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import SqliteStore, Store
 from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
@@ -90,6 +91,7 @@ class Daemon:
         self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health,
                                board=lambda: self._board_json, token=cfg.http.token)  # fmt: skip
         self._board_json = b'{"queues": {}, "agents": {}}'
+        self.mqtt = MqttPublisher(cfg.mqtt) if cfg.mqtt else None
         self.board_dirty = asyncio.Event()
 
     def _health(self) -> tuple[bool, dict[str, object]]:
@@ -115,6 +117,8 @@ class Daemon:
         calls, agents = self.pipeline.calls, self.pipeline.agents
         live = live_gauges(calls, agents, max(calls.now, time.time()))
         queues, people = queue_boards(live, self._windows, self.cfg.kpi), agent_boards(live)
+        if self.mqtt is not None:
+            self.mqtt.update(queues, people)
         board = {"queues": {q: b.as_dict() for q, b in queues.items()},
                  "agents": {a: {"agent": b.agent, "state": b.state} for a, b in people.items()}}  # fmt: skip
         data = json.dumps(board, ensure_ascii=False, sort_keys=True).encode()
@@ -251,6 +255,8 @@ class Daemon:
                 tg.create_task(self._write(), name="store-writer")
                 tg.create_task(self._metrics(), name="metrics-http")
                 tg.create_task(self._board(), name="wallboard")
+                if self.mqtt is not None:
+                    tg.create_task(self.mqtt.run(self.stop), name="mqtt")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

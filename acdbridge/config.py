@@ -30,6 +30,11 @@ file and the key; defaults suit the lab (`acdbridge lab up`).
     qa_score = 92.5            # QA monitoring score, passed through
     schedule = [["2026-11-23T08:00:00+08:00", "2026-11-23T16:00:00+08:00"]]   # for adherence
 
+    [mqtt]                     # optional: LED signs and other MQTT subscribers (docs/mqtt.md)
+    host = "127.0.0.1"
+    port = 1883
+    topic_prefix = "acdbridge"
+
     [queues.water]
     wrapup_s = 5               # used only when GetConfig of queues.conf is not allowed
     sl_threshold_s = 20        # service level: answered within this many seconds
@@ -46,6 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from acdbridge.adapters.mqtt import MqttConfig, parse_mqtt
 from acdbridge.core.kpi import KpiConfig, QueueKpiConfig
 from acdbridge.errors import AcdError
 
@@ -87,6 +93,7 @@ class Config:
     wrapup_s: dict[str, float] = field(default_factory=dict)
     http: HttpConfig = field(default_factory=HttpConfig)
     kpi: KpiConfig = field(default_factory=KpiConfig)
+    mqtt: MqttConfig | None = None  # no [mqtt] section: no MQTT
 
 
 def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
@@ -110,7 +117,7 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
 
 
 def parse(data: dict[str, Any], source: str = "<config>") -> Config:
-    unknown = set(data) - {"ami", "store", "queues", "http", "kpi", "agents"}
+    unknown = set(data) - {"ami", "store", "queues", "http", "kpi", "agents", "mqtt"}
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)}")
     ami_t = _section(data, "ami", source)
@@ -152,7 +159,13 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
         except ValueError as exc:
             raise ConfigError(f"{source}: queues.{queue}: {exc}") from exc
     kpi = _kpi(_section(data, "kpi", source), queue_kpi, _section(data, "agents", source), source)
-    return Config(ami, store, wrapup, _http(_section(data, "http", source), source), kpi)
+    mqtt = None
+    if "mqtt" in data:
+        try:
+            mqtt = parse_mqtt(_section(data, "mqtt", source), source)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    return Config(ami, store, wrapup, _http(_section(data, "http", source), source), kpi, mqtt)
 
 
 def _seconds(value: Any, where: str) -> float:
