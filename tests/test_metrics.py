@@ -115,7 +115,7 @@ def test_http_endpoint_answers_and_refuses_clearly() -> None:
     assert b"text/plain; version=0.0.4" in metrics
     assert health.startswith(b"HTTP/1.1 200") and b'"ok": true' in health
     assert post.startswith(b"HTTP/1.1 405") and b"use GET" in post
-    assert missing.startswith(b"HTTP/1.1 404") and b"try /metrics" in missing
+    assert missing.startswith(b"HTTP/1.1 404") and b"try /, /metrics or /healthz" in missing
     assert garbage.startswith(b"HTTP/1.1 400")
     assert unhealthy.startswith(b"HTTP/1.1 503") and b'"why": "test"' in unhealthy
     assert again.startswith(b"HTTP/1.1 200")
