@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl
 DEMO_SCENARIO ?= demo
 
-.PHONY: deps demo test lint clean
+.PHONY: deps demo demo-stop demo-stop-daemon test lint clean
 
 deps: $(BIN)/.installed
 	@if ! command -v mmdebstrap >/dev/null || ! command -v sipp >/dev/null || ! command -v promtool >/dev/null \
@@ -26,19 +26,31 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-# The daemon records the demo's calls; its store is then exported as CSV (demo/visits.csv).
-demo: deps
+# The product on the lab: Asterisk, mosquitto, the daemon, three minutes of traffic. The daemon
+# and mosquitto keep running afterwards (the wallboard stays live); `make demo-stop` ends it all.
+demo: deps demo-stop-daemon
 	$(BIN)/acdbridge lab up
 	mkdir -p demo && rm -f demo/acdbridge.sqlite* demo/ami-capture.raw
-	$(BIN)/acdbridge run --config examples/acdbridge-lab.toml 2> demo/daemon.log & echo $$! > demo/daemon.pid
+	printf 'listener 21883 127.0.0.1\nallow_anonymous true\nuser root\n' > demo/mosquitto.conf
+	mosquitto -d -c demo/mosquitto.conf
+	$(BIN)/acdbridge run --config examples/acdbridge-lab.toml > demo/daemon.log 2>&1 < /dev/null & echo $$! > demo/daemon.pid
 	sleep 2
-	$(BIN)/acdbridge lab traffic --scenario $(DEMO_SCENARIO); status=$$?; \
-		sleep 11; $(BIN)/python -c 'import urllib.request as u; print(u.urlopen("http://127.0.0.1:29108/metrics").read().decode())' \
-		| grep -E '^acd_queue_(service_level_ratio|asa_seconds|abandon_ratio|window_offered_calls)\{.*window="15m"'; \
-		kill -TERM $$(cat demo/daemon.pid); sleep 2; exit $$status
+	@echo "== wallboard: http://127.0.0.1:29108/   metrics: http://127.0.0.1:29108/metrics"
+	@echo "== MQTT on 127.0.0.1:21883: acdbridge/status, acdbridge/queue/<queue>, acdbridge/queue/<queue>/led, acdbridge/agent/<agent>/state"
+	$(BIN)/acdbridge lab traffic --scenario $(DEMO_SCENARIO)
+	sleep 11
+	@$(BIN)/python -c 'import urllib.request as u; print(u.urlopen("http://127.0.0.1:29108/metrics").read().decode())' \
+		| grep -E '^acd_queue_(service_level_ratio|asa_seconds|abandon_ratio|window_offered_calls)\{.*window="15m"'
 	$(BIN)/acdbridge export --config examples/acdbridge-lab.toml --from 0 --to 2100-01-01 --format csv > demo/visits.csv
 	@echo "acdbridge stored $$(($$(wc -l < demo/visits.csv) - 1)) queue visits: demo/visits.csv (log: demo/daemon.log)"
-	@echo "The lab is still running. Try: $(BIN)/acdbridge lab status | lab cli 'queue show' | lab down"
+	@echo "Still running: the lab, mosquitto and the daemon (wallboard above). Stop them all with: make demo-stop"
+
+demo-stop-daemon:
+	@if [ -f demo/daemon.pid ]; then kill -TERM $$(cat demo/daemon.pid) 2>/dev/null || true; rm -f demo/daemon.pid; sleep 1; fi
+	@pkill -f 'mosquitto -d -c demo/mosquitto.conf' || true
+
+demo-stop: demo-stop-daemon
+	@if [ -x $(BIN)/acdbridge ]; then $(BIN)/acdbridge lab down; fi
 
 lint: deps
 	$(BIN)/ruff check acdbridge tests benchmarks
