@@ -47,7 +47,7 @@ demo: deps demo-stop-daemon
 
 demo-stop-daemon:
 	@if [ -f demo/daemon.pid ]; then kill -TERM $$(cat demo/daemon.pid) 2>/dev/null || true; rm -f demo/daemon.pid; sleep 1; fi
-	@pkill -f 'mosquitto -d -c demo/mosquitto.conf' || true
+	@pkill -f '[m]osquitto -d -c demo/mosquitto.conf' || true  # [m]: never match this shell itself
 
 demo-stop: demo-stop-daemon
 	@if [ -x $(BIN)/acdbridge ]; then $(BIN)/acdbridge lab down; fi
