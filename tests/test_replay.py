@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.pipeline import Pipeline
 from acdbridge.lab import queuelog
 from acdbridge.replay import read_chunks, replay_records
@@ -126,3 +127,37 @@ def test_agent_states_follow_the_softphone_through_ring_talk_hold_and_wrap_up() 
 def test_agent_pauses_carry_their_reason_and_time() -> None:
     paused = [s for s in agent_states(TRACES / "edge.ami") if s["state"] == "paused"]
     assert [(s["reason"], round(float(str(s["duration_s"])))) for s in paused] == [("break", 14), ("ACW", 5)]
+
+
+def _sip_hold_messages() -> list[AmiMessage]:
+    parser = FrameParser()
+    return [m for chunk in read_chunks(TRACES / "sip_hold.ami") for m in parser.feed(chunk)]
+
+
+def test_a_quiet_spell_still_ends_the_wrap_up_when_the_clock_advances() -> None:
+    msgs = _sip_hold_messages()
+    last_complete = max(i for i, m in enumerate(msgs) if m.name == "AgentComplete")
+    out: list[dict[str, object]] = []
+    pipeline = Pipeline(on_visit=out.append)
+    for m in msgs[: last_complete + 1]:  # nothing after the call ends: no logout, no next call
+        pipeline.feed(m)
+    assert len(out) == 1  # the second visit waits out its wrap-up
+    pipeline.advance(float(msgs[last_complete].get("Timestamp")) + 60)
+    assert len(out) == 2 and out[1]["wrap_s"] == 5.0  # the queue's wrapuptime, read by GetConfig
+
+
+def test_agent_complete_after_the_agent_left_the_queue_has_no_wrap_up() -> None:
+    msgs = _sip_hold_messages()
+    last_complete = max(i for i, m in enumerate(msgs) if m.name == "AgentComplete")
+    removed = next(i for i, m in enumerate(msgs) if m.name == "QueueMemberRemoved" and i > last_complete)
+    reordered = [
+        *msgs[:last_complete],
+        msgs[removed],
+        msgs[last_complete],
+        *msgs[last_complete + 1 : removed],
+    ]
+    out: list[dict[str, object]] = []
+    pipeline = Pipeline(on_visit=out.append)
+    for m in reordered:
+        pipeline.feed(m)
+    assert len(out) == 2 and out[1]["wrap_s"] == 0.0

@@ -199,6 +199,7 @@ class CallTracker:
         # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
         self._done_keys: dict[tuple[str, str, float], None] = {}
         self._alive: set[str] | None = None  # channels listed by a CoreShowChannels resync
+        self._logged_out: set[tuple[str, str]] = set()  # (interface, queue) removed from the queue
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
@@ -214,6 +215,14 @@ class CallTracker:
         handler = self._handlers.get(msg.name)
         if handler is not None:
             handler(self, msg, ts, source)
+
+    def advance(self, ts: float) -> None:
+        """Move the clock on without an event (the daemon's tick in a quiet spell), so wrap-ups
+        and late AgentCompletes still resolve when no further event comes."""
+        if ts > self.now:
+            self.now = ts
+            self._expire_hangups(ts - AGENT_COMPLETE_GRACE_S)
+            self._expire_wraps()
 
     def finish(self) -> None:
         """End of input (end of a trace, or an orderly stop): wrap-ups run to their due time,
@@ -336,6 +345,8 @@ class CallTracker:
         if previous is not None:
             self._end_wrap(interface, ts)
         wrap = self._wrapup_for(v.queue)
+        if (interface, v.queue) in self._logged_out:
+            wrap = 0.0  # AgentComplete came after the agent left the queue: no wrap-up to wait for
         if wrap is None:  # wrapuptime unknown: no wrap figure rather than a wrong one
             v.wrap_s = None
             self._step(v, "WrapEnd")
@@ -600,8 +611,13 @@ class CallTracker:
         if msg.name == "QueueMemberPause" and msg.headers.get("Paused") != "1":
             return
         interface = msg.headers.get("Interface", "")
+        if msg.name == "QueueMemberRemoved":
+            self._logged_out.add((interface, msg.headers.get("Queue", "")))
         if interface in self.wrapping:
             self._end_wrap(interface, ts)
+
+    def _on_member_added(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        self._logged_out.discard((msg.headers.get("Interface", ""), msg.headers.get("Queue", "")))
 
     _handlers: ClassVar[dict[str, Callable[[CallTracker, AmiMessage, float, str], None]]] = {
         "QueueCallerJoin": _on_join,
@@ -620,6 +636,7 @@ class CallTracker:
         "VarSet": _on_varset,
         "QueueMemberPause": _on_member_gone,
         "QueueEntry": _on_queue_entry,
+        "QueueMemberAdded": _on_member_added,
         "CoreShowChannel": _on_channel_listed,
         "CoreShowChannelsComplete": _on_channels_complete,
         "QueueMemberRemoved": _on_member_gone,

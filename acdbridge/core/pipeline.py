@@ -64,6 +64,10 @@ class Pipeline:
         self.calls.restore(snap["calls"])
         self.agents.restore(snap["agents"])
 
+    def advance(self, ts: float) -> None:
+        """The clock moves on with no event (see CallTracker.advance)."""
+        self.calls.advance(ts)
+
     def finish(self) -> None:
         self.calls.finish()
         self.agents.finish(self.calls.now)

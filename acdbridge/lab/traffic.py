@@ -371,7 +371,10 @@ class TrafficDriver:
 
     def complete_atxfer(self, visit: Visit, transferer: str) -> None:
         self.log(f"call {visit.call.index}: transferring agent hangs up, attended transfer completes")
-        self.spawn("hangup", {"Action": "Hangup", "Channel": phone_of(transferer)})
+        # Hang up the transferer's own channel, not its phone half: a hang-up request from the
+        # phone side can reach app_queue before the transfer does, and it then logs COMPLETEAGENT
+        # instead of ATTENDEDTRANSFER (seen on the lab, about one run in five).
+        self.spawn("hangup", {"Action": "Hangup", "Channel": transferer})
 
     def end_talk(self, visit: Visit, action: str, agent: AgentSpec) -> None:
         assert visit.agent_channel is not None

@@ -16,7 +16,7 @@ from acdbridge.errors import LabError
 from acdbridge.lab import pbx
 from tests.conftest import LAB_FACTS
 
-from .daemon_harness import free_port
+from .daemon_harness import free_port, stop_leftovers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -79,3 +79,10 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[int, int]]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left_behind() -> Iterator[None]:
+    """A test that fails half-way must not leave `acdbridge run` watching the next test's calls."""
+    yield
+    stop_leftovers()

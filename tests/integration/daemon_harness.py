@@ -95,6 +95,20 @@ class CuttableProxy:
         self._thread.join(5)
 
 
+RUNNING: list[subprocess.Popen[str]] = []  # every daemon started, so a failed test leaves none behind
+
+
+def stop_leftovers() -> None:
+    for proc in RUNNING:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    RUNNING.clear()
+
+
 class DaemonProcess:
     def __init__(self, workdir: Path, ami_port: int, http_port: int | None = None) -> None:
         self.workdir = workdir
@@ -118,6 +132,7 @@ class DaemonProcess:
             [sys.executable, "-m", "acdbridge", "run", "--config", str(self.config)],
             stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+        RUNNING.append(self.proc)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and "ami_connected" not in Path(self.logs[-1]).read_text():
             if self.proc.poll() is not None:
