@@ -17,8 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from acdbridge.adapters.reconnect import keep_connected
 from acdbridge.config import AmiConfig
 from acdbridge.core.ami import AmiMessage, FrameParser
 
@@ -99,28 +98,13 @@ class AmiClient:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set."""
-        attempt = 0
         capture = self.cfg.capture.open("ab") if self.cfg.capture else None
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    await self._session(stop, capture)
-                except (OSError, TimeoutError, ConnectionError, AmiLoginError) as exc:
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                    log.warning("ami_connection_failed", error=self.stats.last_error, host=self.cfg.host,
-                                port=self.cfg.port)  # fmt: skip
-                if stop.is_set():
-                    break
-                if time.monotonic() - started > self.cfg.reconnect_max_s:
-                    attempt = 0  # it was a good connection: start the backoff again
-                delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2**attempt)
-                delay *= random.uniform(0.5, 1.0)
-                attempt += 1
-                self.stats.reconnects += 1
-                log.info("ami_reconnect_wait", seconds=round(delay, 2), attempt=attempt)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+            await keep_connected(
+                "ami", lambda: self._session(stop, capture), stop,
+                (OSError, TimeoutError, ConnectionError, AmiLoginError), self.stats,
+                self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, host=self.cfg.host, port=self.cfg.port,
+            )  # fmt: skip
         finally:
             if capture is not None:
                 capture.close()

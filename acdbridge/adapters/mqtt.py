@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import random
 import ssl
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import aiomqtt
 import structlog
 
+from acdbridge.adapters.reconnect import keep_connected
 from acdbridge.core.board import AgentBoard, QueueBoard
 
 log = structlog.get_logger("acdbridge.mqtt")
@@ -159,25 +158,11 @@ class MqttPublisher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set; network errors are logged and retried, never raised."""
-        attempt = 0
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await self._session(stop)
-            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("mqtt_connection_failed", error=self.stats.last_error, host=self.cfg.host,
-                            port=self.cfg.port)  # fmt: skip
-            if stop.is_set():
-                break
-            if time.monotonic() - started > self.cfg.reconnect_max_s:
-                attempt = 0  # it was a good connection: start the backoff again
-            delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2**attempt)
-            delay *= random.uniform(0.5, 1.0)
-            attempt += 1
-            self.stats.reconnects += 1
-            log.info("mqtt_reconnect_wait", seconds=round(delay, 2), attempt=attempt)
-            await _wait_any(delay, stop.wait())
+        cfg = self.cfg
+        await keep_connected(
+            "mqtt", lambda: self._session(stop), stop, (aiomqtt.MqttError, OSError, TimeoutError), self.stats,
+            cfg.reconnect_min_s, cfg.reconnect_max_s, host=cfg.host, port=cfg.port,
+        )  # fmt: skip
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.cfg
