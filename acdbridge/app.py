@@ -29,7 +29,7 @@ from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
 from acdbridge.core.board import agent_boards, queue_boards
 from acdbridge.core.kpi import KpiEngine, Kpis
-from acdbridge.core.pipeline import DEFAULT_SHORT_ABANDON_S, Pipeline, Record
+from acdbridge.core.pipeline import Pipeline, Record
 from acdbridge.core.tallies import live_gauges
 
 log = structlog.get_logger("acdbridge")
@@ -181,9 +181,7 @@ class Daemon:
         # counters go on from what is stored, so a restart is no false reset for rate()
         recent = time.time() - self.kpis.retention_s
         for visit in await asyncio.to_thread(self.store.visits, 0.0, float("inf")):
-            self.pipeline.tallies.add_visit(
-                visit, self.short_abandon_s.get(visit["queue"], DEFAULT_SHORT_ABANDON_S)
-            )
+            self.pipeline.tally(visit)
             if visit["end_ts"] >= recent:
                 self.kpis.add_visit(visit)
         for state in await asyncio.to_thread(self.store.agent_states, recent, float("inf")):

@@ -37,9 +37,13 @@ class Pipeline:
         for attempt in record["ring_attempts"]:
             if attempt["result"] in ("canceled", "dumped"):
                 self.agents.ring_canceled(attempt["interface"], attempt["end_ts"])
-        self.tallies.add_visit(record, self.short_abandon_s.get(record["queue"], DEFAULT_SHORT_ABANDON_S))
+        self.tally(record)
         if self._on_visit is not None:
             self._on_visit(record)
+
+    def tally(self, record: Record) -> None:
+        """Count a finished visit in the Prometheus tallies (also a stored one, at start-up)."""
+        self.tallies.add_visit(record, self.short_abandon_s.get(record["queue"], DEFAULT_SHORT_ABANDON_S))
 
     def new_connection(self) -> None:
         """A new AMI connection starts with a banner: parse it afresh; tracked state stays."""

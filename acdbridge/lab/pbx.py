@@ -181,7 +181,7 @@ def build_root(settings: LabSettings, say: Printer) -> bool:
         str(partial),
         settings.mirror,
     ]
-    say(f"building the Asterisk 22 chroot in {settings.root} (first run only; about 30 s and 350 MB)")
+    say(f"building the Asterisk 22 chroot in {settings.root} (first run only; about 20 s and 340 MB)")
     started = time.monotonic()
     build_log = settings.dir / "build.log"
     with build_log.open("w", encoding="utf-8") as log:
