@@ -5,15 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: mmdebstrap builds the lab's Asterisk 22 chroot, sip-tester is SIPp, prometheus
-# gives the real Prometheus and promtool, mosquitto the MQTT broker, chromium the browser for the web tests
-DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl
+# gives the real Prometheus and promtool, mosquitto the MQTT broker, chromium the browser for the web tests,
+# espeak-ng and sox build the spoken prompts (acdbridge/prompts.py)
+DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl espeak-ng sox
 DEMO_SCENARIO ?= demo
 
 .PHONY: deps demo demo-stop demo-stop-daemon test lint clean
 
 deps: $(BIN)/.installed
 	@if ! command -v mmdebstrap >/dev/null || ! command -v sipp >/dev/null || ! command -v promtool >/dev/null \
-		|| ! command -v mosquitto >/dev/null || ! command -v chromium >/dev/null || ! command -v openssl >/dev/null; then \
+		|| ! command -v mosquitto >/dev/null || ! command -v chromium >/dev/null || ! command -v openssl >/dev/null \
+		|| ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then \
 		echo "installing Debian packages: $(DEBS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); \
 	fi

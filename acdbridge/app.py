@@ -16,16 +16,20 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from acdbridge.adapters.ami import AmiClient
+from acdbridge.adapters.callflow import CallFlow
+from acdbridge.adapters.fastagi import FastAgiServer
 from acdbridge.adapters.http import HttpServer
-from acdbridge.adapters.metrics import Health, build_families, new_registry, render, window_kpis
+from acdbridge.adapters.members import MembershipSync
+from acdbridge.adapters.metrics import Health, agi_family, build_families, new_registry, render, window_kpis
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import SqliteStore, Store
-from acdbridge.config import Config
+from acdbridge.config import Config, ConfigError, load
 from acdbridge.core.ami import AmiMessage
 from acdbridge.core.board import agent_boards, queue_boards
 from acdbridge.core.kpi import KpiEngine, Kpis
@@ -68,7 +72,7 @@ def configure_logging() -> None:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, store: Store | None = None) -> None:
+    def __init__(self, cfg: Config, store: Store | None = None, config_path: Path | None = None) -> None:
         self.cfg = cfg
         self.store: Store = store or SqliteStore(cfg.store.path)
         self.counters = Counters()
@@ -82,8 +86,20 @@ class Daemon:
             on_agent_state=lambda r: self._put_record("agent_state", r),
             on_problem=lambda text: log.warning("tracker_problem", problem=text),
             short_abandon_s=self.short_abandon_s,
+            on_leg=lambda r: self._put_record("ivr", r),
+            on_feedback=lambda r: self._put_record("feedback", r),
         )
         self.ami = AmiClient(cfg.ami, self._put_event)
+        self.config_path = config_path
+        self.callflow: CallFlow | None = None
+        self.agi: FastAgiServer | None = None
+        self.members: MembershipSync | None = None
+        if cfg.flow is not None:
+            self.members = MembershipSync(cfg.flow, self.pipeline.members, self.ami.send, self.store)
+            self.callflow = CallFlow(cfg.flow, cfg.kpi.timezone, self.members, self.pipeline, self.ami.send)
+            self.agi = FastAgiServer(self.callflow.handlers(), cfg.flow.agi_host, cfg.flow.agi_port,
+                                     read_timeout_s=cfg.flow.agi_read_timeout_s,
+                                     max_sessions=cfg.flow.agi_max_sessions)  # fmt: skip
         self.stop = asyncio.Event()
         self.resumed = asyncio.Event()
         self._windows: dict[str, Kpis] = {}
@@ -111,7 +127,10 @@ class Daemon:
         if now - self._windows_at >= KPI_REFRESH_S:
             self._windows, self._windows_at = window_kpis(self.kpis, self.cfg.kpi, now), now
         windows = self._windows
-        self.collector.publish(build_families(self.pipeline.tallies, live, health, windows, self.cfg.kpi))
+        families = build_families(self.pipeline.tallies, live, health, windows, self.cfg.kpi)
+        if self.agi is not None:
+            families.append(agi_family(vars(self.agi.stats)))
+        self.collector.publish(families)
 
     def refresh_board(self) -> None:
         """Recompute the wallboard view; push it to the web clients when it changed."""
@@ -163,6 +182,13 @@ class Daemon:
         if kind == "visit":  # the canonical log line: one per finished visit
             log.info("visit", **{k: record[k] for k in ("uniqueid", "queue", "outcome", "wait_s", "agent")})
             self.kpis.add_visit(record)
+        elif kind == "ivr":
+            log.info(
+                "ivr_leg", **{k: record[k] for k in ("uniqueid", "hotline", "outcome", "ivr_s", "queue")}
+            )
+        elif kind == "feedback":
+            log.info("feedback", **{k: record[k] for k in ("uniqueid", "kind", "value", "queue", "agent")})
+            self.kpis.add_feedback(record)
         else:
             self.kpis.add_agent_state(record)
         try:
@@ -186,6 +212,17 @@ class Daemon:
                 self.kpis.add_visit(visit)
         for state in await asyncio.to_thread(self.store.agent_states, recent, float("inf")):
             self.kpis.add_agent_state(state)
+        for leg in await asyncio.to_thread(self.store.ivr_legs, 0.0, float("inf")):
+            self.pipeline.tallies.add_ivr_leg(leg)
+        for fb in await asyncio.to_thread(self.store.feedback, 0.0, float("inf")):
+            self.pipeline.tallies.add_feedback(fb)
+            if fb["ts"] >= recent:
+                self.kpis.add_feedback(fb)
+        if self.callflow is not None and self.members is not None:
+            window = self.callflow.recent.window_s
+            for visit in await asyncio.to_thread(self.store.visits, time.time() - window, float("inf")):
+                self.callflow.recent.seen(visit["caller"], visit["enter_ts"])
+            await self.members.load()
         saved = await asyncio.to_thread(self.store.load_state)
         if saved is None:
             return
@@ -228,25 +265,60 @@ class Daemon:
             items = [it for it in batch if it is not None]
             visits = [r for kind, r in items if kind == "visit"]
             states = [r for kind, r in items if kind == "agent_state"]
-            if visits or states:
-                await self._store_batch(visits, states)
+            legs = [r for kind, r in items if kind == "ivr"]
+            feedback = [r for kind, r in items if kind == "feedback"]
+            if visits or states or legs or feedback:
+                await self._store_batch(visits, states, legs, feedback)
 
-    async def _store_batch(self, visits: list[Record], states: list[Record]) -> None:
+    async def _store_batch(
+        self, visits: list[Record], states: list[Record], legs: list[Record], feedback: list[Record]
+    ) -> None:
         for attempt in range(3):
             try:
-                await asyncio.to_thread(self.store.write, visits, states)
-                self.counters.visits_stored += len(visits)
-                self.counters.states_stored += len(states)
+                if visits or states:
+                    await asyncio.to_thread(self.store.write, visits, states)
+                    self.counters.visits_stored += len(visits)
+                    self.counters.states_stored += len(states)
+                    visits, states = [], []  # stored: a retry of the rest must not count them twice
+                if legs or feedback:
+                    await asyncio.to_thread(self.store.write_flow, legs, feedback)
                 return
             except Exception as exc:  # disk full, locked database...: retry, then count the loss
                 self.counters.store_write_errors += 1
                 log.error("store_write_failed", error=str(exc), attempt=attempt + 1, visits=len(visits))
                 await asyncio.sleep(0.5 * (attempt + 1))
 
+    def reload(self) -> None:
+        """SIGHUP: read the config again; agent profiles, hotlines and routing apply at once. The
+        rest (ports, store) needs a restart. A broken file is reported and the old config kept."""
+        if self.config_path is None or self.callflow is None:
+            return
+        try:
+            cfg = load(self.config_path)
+        except ConfigError as exc:
+            log.error("reload_failed", problem=str(exc))
+            return
+        if cfg.flow is None:
+            log.error(
+                "reload_failed", problem="the new config has no [agi] section; keeping the old call flow"
+            )
+            return
+        self.callflow.reload(cfg.flow)
+        log.info("reloaded", agents=len(cfg.flow.profiles), hotlines=sorted(cfg.flow.hotlines))
+
+    async def _fastagi(self, server: FastAgiServer) -> None:
+        await self.resumed.wait()
+        await server.serve_forever(self.stop)
+
+    async def _member_sync(self, members: MembershipSync) -> None:
+        await self.resumed.wait()
+        await members.run(self.stop)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         log.info(
             "daemon_start", ami=f"{self.cfg.ami.host}:{self.cfg.ami.port}", store=str(self.cfg.store.path)
         )
@@ -259,8 +331,11 @@ class Daemon:
                 tg.create_task(self._board(), name="wallboard")
                 if self.mqtt is not None:
                     tg.create_task(self.mqtt.run(self.stop), name="mqtt")
+                if self.agi is not None and self.members is not None:
+                    tg.create_task(self._fastagi(self.agi), name="fastagi")
+                    tg.create_task(self._member_sync(self.members), name="member-sync")
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await asyncio.to_thread(self.store.close)
             ignored = self.pipeline.calls.ignored + self.pipeline.agents.ignored
@@ -269,7 +344,7 @@ class Daemon:
                      ignored_transitions=dict(ignored))  # fmt: skip
 
 
-def run(cfg: Config) -> int:
+def run(cfg: Config, config_path: Path | None = None) -> int:
     configure_logging()
-    asyncio.run(Daemon(cfg).run())
+    asyncio.run(Daemon(cfg, config_path=config_path).run())
     return 0

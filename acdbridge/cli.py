@@ -99,7 +99,23 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from acdbridge import app, config
 
-    return app.run(config.load(args.config))
+    return app.run(config.load(args.config), args.config)
+
+
+def _cmd_prompts_build(args: argparse.Namespace) -> int:
+    from acdbridge import config, prompts
+
+    flow = config.load(args.config).flow
+    if flow is None or not flow.prompts:
+        raise config.ConfigError(f"{args.config}: no [agi] section with hotline prompts to build")
+    root = None if args.sounds_dir else args.dir / "root"
+    sounds = args.sounds_dir or args.dir / "root/usr/share/asterisk/sounds"
+    report = prompts.build_prompts(flow.prompts, sounds, say=_say, force=args.force, root=root)
+    _say(
+        f"{len(report.built)} built, {len(report.skipped)} unchanged, "
+        f"{report.seconds:.1f} s of speech in {sounds}"
+    )
+    return 0
 
 
 def _when(text: str) -> float:
@@ -191,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, help="acdbridge config: KPI thresholds, time zone, wrapuptime fallback"
     )
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("prompts", help="spoken prompts for the greetings (espeak-ng + sox)")
+    prompts_sub = p.add_subparsers(dest="prompts_command", required=True, metavar="PROMPTS_COMMAND")
+    p = prompts_sub.add_parser(
+        "build", help="speak every hotline prompt of the config into Asterisk WAV files"
+    )
+    p.add_argument(
+        "--config", type=Path, required=True, help="the daemon's config (hotlines, notices, survey)"
+    )
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"lab directory (default {DEFAULT_DIR})")
+    p.add_argument("--sounds-dir", type=Path, help="Asterisk's sounds directory (default: the lab's)")
+    p.add_argument("--force", action="store_true", help="rebuild prompts whose text did not change too")
+    p.set_defaults(func=_cmd_prompts_build)
 
     lab = sub.add_parser("lab", help="a real Asterisk 22 for tests and demos (needs root)")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")

@@ -54,6 +54,7 @@ from typing import Any
 from acdbridge.adapters.mqtt import MqttConfig, parse_mqtt
 from acdbridge.core.kpi import KpiConfig, QueueKpiConfig
 from acdbridge.errors import AcdError
+from acdbridge.flowconfig import FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 
 
 class ConfigError(AcdError):
@@ -94,6 +95,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     kpi: KpiConfig = field(default_factory=KpiConfig)
     mqtt: MqttConfig | None = None  # no [mqtt] section: no MQTT
+    flow: FlowConfig | None = None  # no [agi] section: no greeting, routing or feature codes
 
 
 def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
@@ -117,7 +119,7 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
 
 
 def parse(data: dict[str, Any], source: str = "<config>") -> Config:
-    unknown = set(data) - {"ami", "store", "queues", "http", "kpi", "agents", "mqtt"}
+    unknown = set(data) - {"ami", "store", "queues", "http", "kpi", "agents", "mqtt"} - FLOW_SECTIONS
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)}")
     ami_t = _section(data, "ami", source)
@@ -165,7 +167,11 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
             mqtt = parse_mqtt(_section(data, "mqtt", source), source)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-    return Config(ami, store, wrapup, _http(_section(data, "http", source), source), kpi, mqtt)
+    try:
+        flow = parse_flow(data, source)
+    except FlowConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    return Config(ami, store, wrapup, _http(_section(data, "http", source), source), kpi, mqtt, flow)
 
 
 def _seconds(value: Any, where: str) -> float:
@@ -186,8 +192,10 @@ def _agents(
     schedules: dict[str, list[tuple[float, float]]] = {}
     for agent, at in table.items():
         where = f"{source}: agents.{agent}."
-        if not isinstance(at, dict) or set(at) - {"qa_score", "schedule"}:
-            raise ConfigError(f"{where} expected a table with qa_score and/or schedule")
+        if not isinstance(at, dict) or set(at) - {"qa_score", "schedule", "extension", "interface", "skills"}:
+            raise ConfigError(
+                f"{where} expected a table with qa_score, schedule, extension, interface, skills"
+            )
         if "qa_score" in at:
             scores[agent] = _seconds(at["qa_score"], f"{where}qa_score")
         spans = at.get("schedule", [])

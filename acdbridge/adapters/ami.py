@@ -91,6 +91,15 @@ class AmiClient:
         self.cfg = cfg
         self.on_message = on_message
         self.stats = AmiStats()
+        self._manager: Manager | None = None  # while logged in
+
+    async def send(self, fields: dict[str, str]) -> Any:
+        """An action from another task (membership sync, feature codes); ConnectionError when the
+        link is down, TimeoutError when the PBX does not answer in time."""
+        if self._manager is None:
+            raise ConnectionError("the AMI link is down")
+        as_list = fields.get("Action") in ("QueueStatus", "CoreShowChannels")
+        return await self.action(self._manager, fields, as_list=as_list)
 
     def _parse_error(self, text: str) -> None:
         self.stats.malformed += 1
@@ -130,8 +139,10 @@ class AmiClient:
             log.info("ami_connected", host=cfg.host, port=cfg.port)
             for fields, as_list in RESYNC_ACTIONS:
                 await self.action(manager, fields, as_list=as_list)
+            self._manager = manager
             await self._watch(manager, stop, lost)
         finally:
+            self._manager = None
             self.stats.connected = False
             manager.close()
 

@@ -58,6 +58,11 @@ QUEUE_WINDOW_METRICS = {
     "aht_s": "acd_queue_aht_seconds",
     "avg_rings": "acd_queue_avg_rings",
     "cost_per_call": "acd_queue_cost_per_call",
+    "surveys": "acd_queue_window_survey_responses",
+    "satisfaction": "acd_queue_satisfaction_ratio",
+    "avg_survey_score": "acd_queue_avg_survey_score",
+    "dispositions": "acd_queue_window_dispositions",
+    "fcr": "acd_queue_first_call_resolution_ratio",
 }
 AGENT_WINDOW_METRICS = {
     "answered": "acd_agent_window_answered_calls",
@@ -78,6 +83,24 @@ def _histogram(
     for values, hist in sorted(items):
         family.add_metric(list(values), hist.cumulative(), hist.total)
     return family
+
+
+def _call_flow_families(tallies: Tallies) -> list[Metric]:
+    ivr = CounterMetricFamily("acd_ivr_calls", "Greeting (IVR) legs finished, by outcome",
+                              labels=["hotline", "outcome"])  # fmt: skip
+    for (hotline, outcome), n in sorted(tallies.ivr.items()):
+        ivr.add_metric([hotline, outcome], n)
+    surveys = CounterMetricFamily(
+        "acd_survey_responses", "Post-call survey scores", labels=["queue", "score"]
+    )
+    for (queue, score), n in sorted(tallies.surveys.items()):
+        surveys.add_metric([queue, score], n)
+    codes = CounterMetricFamily("acd_dispositions", "Disposition codes entered after calls",
+                                labels=["queue", "code", "resolved"])  # fmt: skip
+    for key, n in sorted(tallies.dispositions.items()):
+        codes.add_metric(list(key), n)
+    ivr_time = [((h,), hist) for h, hist in tallies.ivr_time.items()]
+    return [ivr, surveys, codes, _histogram("acd_ivr_seconds", "Time in the greeting", ["hotline"], ivr_time)]
 
 
 def build_families(
@@ -106,7 +129,7 @@ def build_families(
     hists = {"talk": tallies.talk, "hold": tallies.hold, "wrap": tallies.wrap}
     per_queue = {name: [((q,), h) for q, h in by_queue.items()] for name, by_queue in hists.items()}
     families: list[Metric] = [
-        calls, short, rings, transfers,
+        calls, short, rings, transfers, *_call_flow_families(tallies),
         _histogram("acd_queue_wait_seconds", "Wait in the queue", ["queue", "outcome"], tallies.wait.items()),
         _histogram("acd_talk_seconds", "Talk time, hold excluded", ["queue"], per_queue["talk"]),
         _histogram("acd_hold_seconds", "Hold time per answered call", ["queue"], per_queue["hold"]),
@@ -201,3 +224,12 @@ def new_registry() -> tuple[CollectorRegistry, SnapshotCollector]:
 
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+def agi_family(stats: Mapping[str, int]) -> Metric:
+    """The FastAGI server's session counters (sessions, completed, hangups, failed, probes...)."""
+    family = CounterMetricFamily("acd_agi_events", "FastAGI sessions and commands by kind", labels=["kind"])
+    for kind, n in sorted(stats.items()):
+        if kind != "in_flight":
+            family.add_metric([kind], n)
+    return family

@@ -37,6 +37,33 @@ CREATE TABLE IF NOT EXISTS agent_states (
     duration_s REAL NOT NULL,
     PRIMARY KEY (interface, state, start_ts)
 );
+CREATE TABLE IF NOT EXISTS ivr_legs (
+    uniqueid TEXT NOT NULL,
+    start_ts REAL NOT NULL,
+    end_ts   REAL NOT NULL,
+    hotline  TEXT NOT NULL,
+    outcome  TEXT NOT NULL,
+    record   TEXT NOT NULL,
+    PRIMARY KEY (uniqueid, start_ts)
+);
+CREATE INDEX IF NOT EXISTS ivr_legs_by_end ON ivr_legs (end_ts);
+-- a call's disposition and survey score: one of each per call, the last one entered wins
+CREATE TABLE IF NOT EXISTS feedback (
+    uniqueid TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    resolved INTEGER NOT NULL,
+    queue    TEXT NOT NULL,
+    agent    TEXT NOT NULL,
+    ts       REAL NOT NULL,
+    PRIMARY KEY (uniqueid, kind)
+);
+CREATE INDEX IF NOT EXISTS feedback_by_ts ON feedback (ts);
+-- agents logged in with the feature code: their queue memberships are kept in step
+CREATE TABLE IF NOT EXISTS agent_logins (
+    agent TEXT PRIMARY KEY,
+    since REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tracker_state (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     saved_at REAL NOT NULL,
@@ -51,6 +78,11 @@ class Store(Protocol):
     def agent_states(self, since: float, until: float) -> list[Record]: ...
     def save_state(self, saved_at: float, state: Record) -> None: ...
     def load_state(self) -> tuple[float, Record] | None: ...
+    def write_flow(self, legs: list[Record], feedback: list[Record]) -> int: ...
+    def ivr_legs(self, since: float, until: float) -> list[Record]: ...
+    def feedback(self, since: float, until: float) -> list[Record]: ...
+    def save_login(self, agent: str, since: float | None) -> None: ...
+    def logins(self) -> dict[str, float]: ...
     def close(self) -> None: ...
 
 
@@ -107,6 +139,53 @@ class SqliteStore:
                 raise
             return self.db.total_changes - before
 
+    def write_flow(self, legs: list[Record], feedback: list[Record]) -> int:
+        """IVR legs (idempotent) and feedback (a disposition entered again replaces the first)."""
+        with self._lock:
+            before = self.db.total_changes
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO ivr_legs VALUES (?, ?, ?, ?, ?, ?)",
+                    [(leg["uniqueid"], leg["start_ts"], leg["end_ts"], leg["hotline"], leg["outcome"],
+                      json.dumps(leg, ensure_ascii=False, separators=(",", ":"))) for leg in legs],
+                )  # fmt: skip
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(f["uniqueid"], f["kind"], f["value"], int(bool(f.get("resolved"))), f["queue"],
+                      f["agent"], f["ts"]) for f in feedback],
+                )  # fmt: skip
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return self.db.total_changes - before
+
+    def ivr_legs(self, since: float, until: float) -> list[Record]:
+        sql = "SELECT record FROM ivr_legs WHERE end_ts >= ? AND end_ts < ? ORDER BY end_ts"
+        with self._lock:
+            rows = self.db.execute(sql, (since, until)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def feedback(self, since: float, until: float) -> list[Record]:
+        cols = ("uniqueid", "kind", "value", "resolved", "queue", "agent", "ts")
+        sql = f"SELECT {', '.join(cols)} FROM feedback WHERE ts >= ? AND ts < ? ORDER BY ts"
+        with self._lock:
+            rows = self.db.execute(sql, (since, until)).fetchall()
+        return [dict(zip(cols, row, strict=True)) | {"resolved": bool(row[3])} for row in rows]
+
+    def save_login(self, agent: str, since: float | None) -> None:
+        """since=None: logged out."""
+        with self._lock:
+            if since is None:
+                self.db.execute("DELETE FROM agent_logins WHERE agent = ?", (agent,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO agent_logins VALUES (?, ?)", (agent, since))
+
+    def logins(self) -> dict[str, float]:
+        with self._lock:
+            return {a: float(t) for a, t in self.db.execute("SELECT agent, since FROM agent_logins")}
+
     def visits(self, since: float, until: float, queue: str | None = None) -> list[Record]:
         sql = "SELECT record FROM visits WHERE end_ts >= ? AND end_ts < ?"
         args: list[Any] = [since, until]
@@ -139,7 +218,7 @@ class SqliteStore:
         return None if row is None else (float(row[0]), json.loads(row[1]))
 
     def count(self, table: str) -> int:
-        assert table in ("visits", "agent_states")
+        assert table in ("visits", "agent_states", "ivr_legs", "feedback", "agent_logins")
         with self._lock:
             return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 

@@ -19,6 +19,7 @@ WANTED_EVENTS = frozenset(
         "AgentCalled", "AgentRingNoAnswer", "AgentDump", "AgentConnect", "AgentComplete",
         "Hold", "Unhold", "BlindTransfer", "AttendedTransfer", "Hangup",
         "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
+        "QueueMemberPenalty",
         # list events answering the resync actions QueueStatus and CoreShowChannels
         "QueueParams", "QueueMember", "QueueEntry", "QueueStatusComplete",
         "CoreShowChannel", "CoreShowChannelsComplete",
@@ -27,7 +28,7 @@ WANTED_EVENTS = frozenset(
 )  # fmt: skip
 BANNER_PREFIX = b"Asterisk Call Manager/"
 _EVENT_PREFIX = b"Event: "
-_VARSET_WANTED = b"\r\nVariable: QUEUESTATUS\r\n"
+_VARSET_WANTED = (b"\r\nVariable: QUEUESTATUS\r\n", b"\r\nVariable: ACD_", b"\r\nVariable: __ACD_")
 MAX_FRAME_BYTES = 1 << 20  # a frame larger than this is garbage, not AMI
 
 
@@ -58,7 +59,7 @@ def _wanted_event(frame: bytes, wanted: frozenset[str]) -> bool:
         return True  # let the full parse report it
     if text in wanted:
         return True
-    return text == "VarSet" and _VARSET_WANTED in frame
+    return text == "VarSet" and any(marker in frame for marker in _VARSET_WANTED)
 
 
 class FrameParser:

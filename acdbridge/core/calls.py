@@ -200,6 +200,10 @@ class CallTracker:
         self._done_keys: dict[tuple[str, str, float], None] = {}
         self._alive: set[str] | None = None  # channels listed by a CoreShowChannels resync
         self._logged_out: set[tuple[str, str]] = set()  # (interface, queue) removed from the queue
+        # an agent's last answered call and recent calls' queues: dispositions and survey scores
+        # arrive after the talk (core/legs.py)
+        self.last_call: dict[str, str] = {}  # agent interface -> caller uniqueid
+        self.recent_queue: dict[str, str] = {}  # caller uniqueid -> queue (bounded)
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
@@ -232,6 +236,20 @@ class CallTracker:
             visit = self.wrapping[interface]
             self._end_wrap(interface, visit.wrap_due if visit.wrap_due is not None else self.now)
 
+    def call_of_agent(self, interface: str) -> str | None:
+        """The call an agent is wrapping up, or else his last answered call."""
+        visit = self.wrapping.get(interface)
+        return visit.uniqueid if visit is not None else self.last_call.get(interface)
+
+    def queue_of(self, uniqueid: str) -> str:
+        visit = self.active.get(uniqueid)
+        return visit.queue if visit is not None else self.recent_queue.get(uniqueid, "")
+
+    def end_wrap(self, interface: str, ts: float) -> None:
+        """The agent ended after-call work (entered a disposition)."""
+        if interface in self.wrapping:
+            self._end_wrap(interface, ts)
+
     # -- state across a daemon restart ----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Everything in progress, as JSON-able data: a restarted daemon goes on from it."""
@@ -241,6 +259,7 @@ class CallTracker:
             "known_queues": sorted(self.known_queues),
             "active": [asdict(v) for v in self.active.values()],
             "wrapping": [asdict(v) for v in self.wrapping.values()],
+            "last_call": self.last_call,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -251,6 +270,7 @@ class CallTracker:
         self.now = max(self.now, float(snap["now"]))
         self.config_wrapup.update(snap["config_wrapup"])
         self.known_queues.update(snap["known_queues"])
+        self.last_call.update(snap.get("last_call", {}))
         for d in snap["active"]:
             v = visit(d)
             self.active[v.uniqueid] = v
@@ -530,6 +550,11 @@ class CallTracker:
             return
         v.ended_by = "transfer" if v.transfer else ended_by
         v.end_ts = ts
+        if v.agent_interface:
+            self.last_call[v.agent_interface] = v.uniqueid
+        self.recent_queue[v.uniqueid] = v.queue
+        if len(self.recent_queue) > DONE_KEYS_KEPT:
+            del self.recent_queue[next(iter(self.recent_queue))]
         self.hung_up.pop(v.uniqueid, None)
         v.outcome = "answered"
         if v.holds and len(v.holds[-1]) == 1:

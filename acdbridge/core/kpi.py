@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Record = Mapping[str, Any]
+SATISFIED_SCORE = 4  # a survey score of 4 or 5 (of 5) counts as satisfied
 Kpis = dict[str, dict[str, dict[str, Any]]]  # {"queues": {name: {metric: value}}, "agents": {...}}
 Row = tuple[float, int, tuple[Any, ...], Record]  # (end_ts, arrival number, dedup key, record)
 
@@ -227,6 +228,27 @@ def kpis_over(
     return {"queues": queues, "agents": agents}
 
 
+def feedback_kpis(feedback: Iterable[Record], kpis: Kpis) -> Kpis:
+    """Add survey and disposition figures per queue (in place, and returned): satisfaction = scores
+    of 4 or 5 / scores given; first-call resolution = dispositions that resolved the call /
+    dispositions entered (the catalogue's #17 from wrap-up codes)."""
+    by_queue: dict[str, list[Record]] = {}
+    for f in feedback:
+        by_queue.setdefault(f["queue"], []).append(f)
+    for queue in sorted(by_queue.keys() | kpis["queues"].keys()):
+        rows = by_queue.get(queue, [])
+        scores = [int(f["value"]) for f in rows if f["kind"] == "survey"]
+        codes = [f for f in rows if f["kind"] == "disposition"]
+        kpis["queues"].setdefault(queue, {}).update(
+            surveys=len(scores),
+            satisfaction=_ratio(sum(1 for s in scores if s >= SATISFIED_SCORE), len(scores)),
+            avg_survey_score=_ratio(sum(scores), len(scores)),
+            dispositions=len(codes),
+            fcr=_ratio(sum(1 for f in codes if f.get("resolved")), len(codes)),
+        )
+    return kpis
+
+
 def day_start(now: float, cfg: KpiConfig) -> float:
     """Local midnight (cfg.timezone) of the day `now` falls in, as epoch seconds."""
     local = datetime.fromtimestamp(now, cfg.tz)
@@ -254,6 +276,7 @@ class KpiEngine:
         self._seq = 0
         self._visits: list[Row] = []  # sorted by end_ts
         self._states: list[Row] = []
+        self._feedback: list[Row] = []
         self._keys: set[tuple[Any, ...]] = set()
 
     def _add(self, rows: list[Row], key: tuple[Any, ...], record: Record) -> None:
@@ -264,7 +287,7 @@ class KpiEngine:
         bisect.insort(rows, (float(record["end_ts"]), self._seq, key, record))
         self.newest_ts = max(self.newest_ts, float(record["end_ts"]))
         horizon = (self.newest_ts - self.retention_s,)
-        for table in (self._visits, self._states):
+        for table in (self._visits, self._states, self._feedback):
             cut = bisect.bisect_left(table, horizon)
             self._keys.difference_update(row[2] for row in table[:cut])
             del table[:cut]
@@ -275,6 +298,11 @@ class KpiEngine:
     def add_agent_state(self, record: Record) -> None:
         key = ("state", record["interface"], record["state"], record["start_ts"])
         self._add(self._states, key, record)
+
+    def add_feedback(self, record: Record) -> None:
+        """A survey score or a disposition (core/legs.py); its ts stands in for end_ts."""
+        key = ("feedback", record["uniqueid"], record["kind"])
+        self._add(self._feedback, key, dict(record, end_ts=record["ts"]))
 
     def retained(self) -> tuple[int, int]:
         """How many visit and agent state records are held."""
@@ -287,7 +315,10 @@ class KpiEngine:
         last = bisect.bisect_left(self._visits, (end,))
         states_from = bisect.bisect_right(self._states, (start, math.inf))
         visits = [row[3] for row in self._visits[first:last]]
-        return kpis_over(visits, [row[3] for row in self._states[states_from:]], self.cfg, start, end)
+        kpis = kpis_over(visits, [row[3] for row in self._states[states_from:]], self.cfg, start, end)
+        fb = self._feedback
+        in_window = fb[bisect.bisect_left(fb, (start,)) : bisect.bisect_left(fb, (end,))]
+        return feedback_kpis([row[3] for row in in_window], kpis)
 
     def rolling(self, now: float, window_s: float) -> Kpis:
         return self.over(now - window_s, now)

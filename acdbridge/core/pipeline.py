@@ -8,6 +8,8 @@ from typing import Any
 from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.calls import CallTracker
+from acdbridge.core.legs import LegTracker
+from acdbridge.core.routing import MemberBook
 from acdbridge.core.tallies import Tallies
 
 Record = dict[str, Any]
@@ -22,6 +24,8 @@ class Pipeline:
         on_problem: Callable[[str], None] | None = None,
         on_agent_state: Callable[[Record], None] | None = None,
         short_abandon_s: dict[str, float] | None = None,
+        on_leg: Callable[[Record], None] | None = None,
+        on_feedback: Callable[[Record], None] | None = None,
     ) -> None:
         self.tallies = Tallies()
         self.short_abandon_s = short_abandon_s or {}
@@ -31,6 +35,22 @@ class Pipeline:
             wrapup_s, on_visit=self._visit_done, on_problem=on_problem, on_wrap_end=self.agents.wrap_ended
         )
         self._on_visit = on_visit
+        self._on_leg, self._on_feedback = on_leg, on_feedback
+        self.members = MemberBook()
+        self.legs = LegTracker(self._leg_done, self._feedback, self.calls.call_of_agent, self.calls.queue_of)
+        # kept only without callbacks (a replay)
+        self.ivr_legs: list[Record] = []
+        self.feedback: list[Record] = []
+
+    def _leg_done(self, record: Record) -> None:
+        self.tallies.add_ivr_leg(record)
+        (self._on_leg or self.ivr_legs.append)(record)
+
+    def _feedback(self, record: Record) -> None:
+        if record["kind"] == "disposition":  # a disposition ends the agent's after-call work
+            self.calls.end_wrap(record["agent"], record["ts"])
+        self.tallies.add_feedback(record)
+        (self._on_feedback or self.feedback.append)(record)
 
     def _visit_done(self, record: Record) -> None:
         # an agent rung for this caller but not the one who answered stops ringing now
@@ -48,6 +68,7 @@ class Pipeline:
     def new_connection(self) -> None:
         """A new AMI connection starts with a banner: parse it afresh; tracked state stays."""
         self.parser = FrameParser(on_error=self.parser.on_error)
+        self.members.new_connection()
 
     def feed_bytes(self, data: bytes, received_at: float = 0.0) -> list[AmiMessage]:
         messages = self.parser.feed(data)
@@ -57,16 +78,26 @@ class Pipeline:
 
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
         self.calls.feed(msg, received_at)
-        self.agents.feed(msg, self.calls.now if "Timestamp" in msg.headers else received_at)
+        ts = self.calls.now if "Timestamp" in msg.headers else received_at
+        self.agents.feed(msg, ts)
+        self.legs.feed(msg, ts)
+        if msg.kind == "event":
+            self.members.feed(msg.name, msg.headers)
 
     def snapshot(self) -> Record:
-        return {"version": 1, "calls": self.calls.snapshot(), "agents": self.agents.snapshot()}
+        return {
+            "version": 1,
+            "calls": self.calls.snapshot(),
+            "agents": self.agents.snapshot(),
+            "legs": self.legs.snapshot(),
+        }
 
     def restore(self, snap: Record) -> None:
         if snap.get("version") != 1:
             raise ValueError(f"unknown tracker snapshot version {snap.get('version')!r}")
         self.calls.restore(snap["calls"])
         self.agents.restore(snap["agents"])
+        self.legs.restore(snap.get("legs", {}))
 
     def advance(self, ts: float) -> None:
         """The clock moves on with no event (see CallTracker.advance)."""

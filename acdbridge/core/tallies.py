@@ -21,6 +21,7 @@ WAIT_BUCKETS = (5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TALK_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0)
 HOLD_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 WRAP_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+IVR_BUCKETS = (5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 AGENT_STATES = ("logged_out", "ready", "paused", "ringing", "talking", "on_hold", "wrapup")
 
 
@@ -59,6 +60,20 @@ class Tallies:
     talk: dict[str, Histogram] = field(default_factory=dict)
     hold: dict[str, Histogram] = field(default_factory=dict)
     wrap: dict[str, Histogram] = field(default_factory=dict)
+    ivr: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hotline, outcome)
+    ivr_time: dict[str, Histogram] = field(default_factory=dict)
+    surveys: Counter[tuple[str, str]] = field(default_factory=Counter)  # (queue, score)
+    dispositions: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (queue, code, resolved)
+
+    def add_ivr_leg(self, leg: Record) -> None:
+        self.ivr[(leg["hotline"], leg["outcome"])] += 1
+        self.ivr_time.setdefault(leg["hotline"], Histogram(IVR_BUCKETS)).observe(leg["ivr_s"])
+
+    def add_feedback(self, f: Record) -> None:
+        if f["kind"] == "survey":
+            self.surveys[(f["queue"], f["value"])] += 1
+        else:
+            self.dispositions[(f["queue"], f["value"], "true" if f.get("resolved") else "false")] += 1
 
     def add_visit(self, v: Record, short_abandon_s: float = 5.0) -> None:
         queue, outcome = v["queue"], v["outcome"]

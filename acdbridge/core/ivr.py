@@ -1,0 +1,195 @@
+"""The caller's greeting script, sans-IO: a generator that yields steps (play, ask, set a channel
+variable) and receives what the caller pressed. The FastAGI adapter runs the steps; unit tests
+drive the generator by hand. Nothing here reads a clock: the caller of the script passes the
+centre's local time.
+
+Channel variables set here are the contract with the dialplan (asterisk_conf/extensions.conf)
+and with the tracker (core/legs.py reads them back from AMI VarSet events):
+  ACD_HOTLINE (first: the IVR leg starts), CHANNEL(language), __ACD_ACCOUNT/NAME/ADDRESS/VIP (the
+  agent's screen pop, inherited by the agent's channel), ACD_CALLTYPE, ACD_LANG, ACD_VIP,
+  QUEUE_PRIO, QUEUE_MAX_PENALTY, ACD_RULE, ACD_SURVEY, ACD_QUEUE (the dialplan's target; "-":
+  hang up; unset: the daemon failed, the dialplan uses its default queue) and last ACD_IVR
+  (routed | closed: the leg ends)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from acdbridge.core.routing import RoutingConfig, route
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class OpenSpan:
+    weekdays: frozenset[int]  # 0 = Monday
+    start_min: int  # minutes after local midnight
+    end_min: int
+
+
+@dataclass(frozen=True)
+class Hotline:
+    name: str
+    default_queue: str  # also the dialplan's fallback when the daemon is unreachable
+    default_call_type: str
+    languages: tuple[str, ...]  # the first one is the hotline's own
+    menu: Mapping[str, str]  # DTMF digit -> call type
+    hours: tuple[OpenSpan, ...] = ()  # empty: always open
+    holidays: frozenset[date] = frozenset()
+    menu_timeout_s: float = 5.0
+    menu_tries: int = 2
+    survey: bool = True
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A planned supply interruption, announced before the menu while it is in force."""
+
+    name: str  # prompt acdbridge/notice-<name>
+    hotlines: frozenset[str]
+    areas: frozenset[str]  # empty: every caller
+    start_ts: float
+    end_ts: float
+
+
+@dataclass(frozen=True)
+class Caller:
+    number: str
+    account: str = ""
+    name: str = ""
+    address: str = ""
+    area: str = ""
+    vip: bool = False
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class Play:
+    prompt: str
+    escape_digits: str = ""
+
+
+@dataclass(frozen=True)
+class Ask:
+    prompt: str
+    timeout_ms: int
+    max_digits: int = 1
+
+
+@dataclass(frozen=True)
+class SetVar:
+    name: str
+    value: str
+
+
+Step = Play | Ask | SetVar
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What the script knows about this call when it starts."""
+
+    caller: Caller | None
+    now: datetime  # the centre's local time
+    now_ts: float
+    repeat: bool = False  # the same number called within the repeat window
+    notices: tuple[Notice, ...] = ()
+    on_duty: Mapping[str, Iterable[int]] | None = None  # queue -> penalties of available members
+    summary: dict[str, str] = field(default_factory=dict)  # filled in by the script, for the log
+
+
+def is_open(hotline: Hotline, now: datetime) -> str:
+    """'open', 'holiday' or 'closed' at local time `now`."""
+    if now.date() in hotline.holidays:
+        return "holiday"
+    if not hotline.hours:
+        return "open"
+    minute = now.hour * 60 + now.minute
+    for span in hotline.hours:
+        if now.weekday() in span.weekdays and span.start_min <= minute < span.end_min:
+            return "open"
+    return "closed"
+
+
+def prompt(hotline: Hotline, name: str) -> str:
+    return f"acdbridge/{hotline.name}-{name}"
+
+
+def hotline_script(
+    hotline: Hotline, routing: RoutingConfig, ctx: CallContext
+) -> Generator[Step, str | None, None]:
+    caller = ctx.caller
+    yield SetVar("ACD_HOTLINE", hotline.name)
+    language = caller.language if caller and caller.language in hotline.languages else hotline.languages[0]
+    yield SetVar("CHANNEL(language)", language)
+    if caller is not None:
+        for var, value in (("ACCOUNT", caller.account), ("NAME", caller.name), ("ADDRESS", caller.address)):
+            yield SetVar(f"__ACD_{var}", value)
+    vip = bool(caller and caller.vip)
+    yield SetVar("__ACD_VIP", "1" if vip else "0")
+    ctx.summary.update(hotline=hotline.name, language=language)
+
+    state = is_open(hotline, ctx.now)
+    if state != "open":
+        yield Play(prompt(hotline, state))
+        ctx.summary["outcome"] = state
+        yield SetVar("ACD_QUEUE", "-")
+        yield SetVar("ACD_IVR", "closed")
+        return
+
+    digits = "".join(sorted(hotline.menu))
+    pressed = yield Play(prompt(hotline, "greeting"), digits)
+    area = caller.area if caller else ""
+    for notice in ctx.notices:
+        if pressed:
+            break
+        if (
+            hotline.name in notice.hotlines
+            and notice.start_ts <= ctx.now_ts < notice.end_ts
+            and (not notice.areas or area in notice.areas)
+        ):
+            pressed = yield Play(f"acdbridge/notice-{notice.name}", digits)
+            ctx.summary["notice"] = notice.name
+    call_type = hotline.menu.get(pressed or "")
+    tries = 0
+    while call_type is None and hotline.menu and tries < hotline.menu_tries:
+        tries += 1
+        yield SetVar("ACD_IVR_STAGE", f"menu{tries}")  # the lab's test callers press keys on it
+        pressed = yield Ask(prompt(hotline, "menu"), int(hotline.menu_timeout_s * 1000))
+        call_type = hotline.menu.get(pressed or "")
+        if call_type is None and tries < hotline.menu_tries:
+            yield Play(prompt(hotline, "invalid"))
+    if call_type is None:
+        call_type, ctx.summary["menu"] = hotline.default_call_type, "default"
+
+    decision = route(call_type, language, routing, vip=vip, repeat=ctx.repeat, on_duty=ctx.on_duty)
+    queue = decision.queue if decision else hotline.default_queue
+    yield SetVar("ACD_CALLTYPE", call_type)
+    yield SetVar("ACD_LANG", language)
+    yield SetVar("__ACD_SKILLS", ",".join(decision.skills) if decision else "")
+    if decision is not None:
+        yield SetVar("QUEUE_MAX_PENALTY", str(decision.max_penalty))
+        yield SetVar("ACD_RULE", decision.rule)
+        if decision.priority:
+            yield SetVar("QUEUE_PRIO", str(decision.priority))
+        if decision.note:
+            ctx.summary["note"] = decision.note
+    yield SetVar("ACD_SURVEY", "1" if hotline.survey else "0")
+    ctx.summary.update(call_type=call_type, queue=queue, outcome="routed")
+    yield SetVar("ACD_QUEUE", queue)
+    yield SetVar("ACD_IVR", "routed")
+
+
+def survey_script(max_score: int = 5) -> Generator[Step, str | None, None]:
+    """After the agent hung up: ask for a rating 1..max_score once, repeat once on a wrong key."""
+    for attempt in range(2):
+        yield SetVar("ACD_IVR_STAGE", "survey")
+        pressed = yield Ask("acdbridge/survey", 6000)
+        if pressed and pressed.isdigit() and 1 <= int(pressed) <= max_score:
+            yield SetVar("ACD_SURVEY_SCORE", pressed)
+            yield Play("acdbridge/survey-thanks")
+            return
+        if attempt == 0 and pressed:
+            yield Play("acdbridge/survey-invalid")
