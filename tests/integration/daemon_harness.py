@@ -110,7 +110,7 @@ def stop_leftovers() -> None:
 
 
 class DaemonProcess:
-    def __init__(self, workdir: Path, ami_port: int, http_port: int | None = None) -> None:
+    def __init__(self, workdir: Path, ami_port: int, http_port: int | None = None, extra: str = "") -> None:
         self.workdir = workdir
         self.config = workdir / "acdbridge.toml"
         self.store_path = workdir / "store.sqlite"
@@ -120,7 +120,7 @@ class DaemonProcess:
             f'secret = "{AMI_USERS["acdbridge"]}"\nping_interval_s = 2\naction_timeout_s = 3\n'
             f'reconnect_min_s = 0.2\nreconnect_max_s = 2\ncapture = "{self.capture}"\n'
             f'[store]\npath = "{self.store_path}"\n'
-            f'[http]\nlisten = "127.0.0.1:{http_port or free_port()}"\n'
+            f'[http]\nlisten = "127.0.0.1:{http_port or free_port()}"\n' + extra
         )
         self.proc: subprocess.Popen[str] | None = None
         self.logs: list[str] = []
