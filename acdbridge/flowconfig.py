@@ -28,7 +28,8 @@ FLOW_SECTIONS = {
 HOTLINE_PROMPTS = ("greeting", "menu", "invalid", "closed")  # "holiday" falls back to "closed"
 SURVEY_PROMPTS = ("survey", "thanks", "invalid")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_HOURS = re.compile(r"^(?P<days>[a-z]{3}(?:-[a-z]{3})?)\s+(?P<start>\d\d:\d\d)-(?P<end>\d\d:\d\d)$")
+_TIME = r"(?:[01]\d|2[0-4]):[0-5]\d"
+_HOURS = re.compile(rf"^(?P<days>[a-z]{{3}}(?:-[a-z]{{3}})?)\s+(?P<start>{_TIME})-(?P<end>{_TIME})$")
 DEFAULT_PAUSE_REASONS = {"1": "break", "2": "lunch", "3": "training", "4": "meeting", "5": "after-call work"}
 
 
@@ -199,10 +200,14 @@ def _profiles(agents: dict[str, Any], source: str) -> dict[str, AgentProfile]:
 
 def _codes(t: dict[str, Any], where: str) -> dict[str, Any]:
     """Keys are keypad codes of one or two digits; "01" and "1" are the same code."""
-    for key in t:
+    out: dict[str, Any] = {}
+    for key, value in t.items():
         if not key.isdigit() or len(key) > 2:
             raise _err(where, f"{key!r}: codes are one or two keypad digits")
-    return {str(int(k)): v for k, v in t.items()}
+        if str(int(key)) in out:
+            raise _err(where, f"{key!r} is the same code as {str(int(key))!r}")
+        out[str(int(key))] = value
+    return out
 
 
 def _notices(
@@ -262,19 +267,19 @@ def parse_flow(data: dict[str, Any], source: str) -> FlowConfig | None:
         for did in _str_list(t, "dids", f"{source}: hotlines.{name}"):
             dids[did] = name
     languages = tuple(sorted({lang for h in hotlines.values() for lang in h.languages}))
-    survey = _prompts(
-        data.get("survey", {}).get("prompts", {}), SURVEY_PROMPTS, languages, f"{source}: survey.prompts"
-    )
+    survey_t = _table(data.get("survey", {}), f"{source}: survey")
+    _keys(survey_t, {"prompts"}, f"{source}: survey")
+    survey = _prompts(survey_t.get("prompts", {}), SURVEY_PROMPTS, languages, f"{source}: survey.prompts")
     for lang, texts in survey.items():
         prompts.setdefault(lang, {}).update(
             {("survey" if n == "survey" else f"survey-{n}"): x for n, x in texts.items()}
         )
     notices = _notices(data.get("notices", []), languages, tuple(hotlines), prompts, source)
-    pauses = _codes(
-        _table(data.get("pause_reasons", DEFAULT_PAUSE_REASONS), f"{source}: pause_reasons"), source
-    )
+    where = f"{source}: pause_reasons"
+    pauses = _codes(_table(data.get("pause_reasons", DEFAULT_PAUSE_REASONS), where), where)
     dispositions = {}
-    for code, d in _codes(_table(data.get("dispositions", {}), f"{source}: dispositions"), source).items():
+    where = f"{source}: dispositions"
+    for code, d in _codes(_table(data.get("dispositions", {}), where), where).items():
         where = f"{source}: dispositions.{code}"
         d = _table(d, where)
         dispositions[code] = Disposition(
@@ -282,7 +287,7 @@ def parse_flow(data: dict[str, Any], source: str) -> FlowConfig | None:
         )
     routing = _routing(_table(data.get("routing", {}), f"{source}: routing"), f"{source}: routing")
     for h in hotlines.values():
-        unknown = set(h.menu.values()) - set(routing.call_types)
+        unknown = ({*h.menu.values(), h.default_call_type} - {""}) - set(routing.call_types)
         if unknown and routing.call_types:
             raise _err(
                 f"{source}: hotlines.{h.name}.menu", f"call types {sorted(unknown)} not in routing.call_types"

@@ -122,7 +122,8 @@ def language_dir(sounds_dir: Path, language: str, root: Path | None = None) -> P
         if not path.is_symlink():
             break
         target = os.readlink(path)
-        path = root / target.lstrip("/") if root is not None and target.startswith("/") else path.parent / target
+        absolute = root is not None and target.startswith("/")
+        path = root / target.lstrip("/") if absolute and root is not None else path.parent / target
     return path
 
 

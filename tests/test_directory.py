@@ -143,11 +143,6 @@ def test_a_missing_csv_is_none_and_counted(tmp_path: Path) -> None:
     assert directory.lookup("13800000001") is None and directory.errors == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a CSV saved with a UTF-8 BOM (Excel's 'CSV UTF-8') has no 'number' column: "
-    "the file is opened with encoding='utf-8', not 'utf-8-sig'",
-)
 def test_a_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     path = tmp_path / "callers.csv"
     path.write_text(HEADER + ROWS, encoding="utf-8-sig")
@@ -193,11 +188,6 @@ def test_a_missing_sqlite_file_is_none_counted_and_not_created(tmp_path: Path) -
     assert not path.exists()  # opened read-only
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the SQLite URI is built from the raw path: '#' or '?' in it cut the path (and drop "
-    "mode=ro, so an empty file is created elsewhere); '%' is decoded",
-)
 def test_sqlite_in_a_directory_with_a_hash_in_its_name(tmp_path: Path) -> None:
     folder = tmp_path / "callers#1"
     folder.mkdir()
@@ -209,11 +199,6 @@ def test_sqlite_in_a_directory_with_a_hash_in_its_name(tmp_path: Path) -> None:
         assert not (tmp_path / "callers").exists()  # no stray database created
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SQLite numbers are compared as stored while CSV numbers are normalised: a table "
-    "holding '+86 138 0000 0001' never matches",
-)
 def test_sqlite_numbers_stored_with_separators_match_like_csv(tmp_path: Path) -> None:
     path = sqlite_file(
         tmp_path / "callers.sqlite", [("+86 138 0000 0001", "W-1", "Zhang San", "", "", 0, "zh")]

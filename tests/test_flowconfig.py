@@ -188,7 +188,6 @@ def test_hours_wrap_around_the_week() -> None:
     assert flow.hotlines["water"].hours == (OpenSpan(frozenset({5, 6, 0}), 0, 24 * 60),)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _hours accepts minutes 60-99 ('08:75' is read as 09:15)")
 def test_hours_with_minutes_past_59_are_rejected() -> None:
     msg = parse_error(data(hotlines__water__hours=["mon-fri 08:75-20:00"]))
     assert "hotlines.water.hours" in msg
@@ -257,27 +256,15 @@ def test_a_code_that_is_not_one_or_two_digits(code: str) -> None:
     assert repr(code) in msg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _codes reports bad codes with only the file name as the place, not the section "
-    "(dispositions / pause_reasons)",
-)
 def test_a_bad_code_error_names_its_section() -> None:
     assert "dispositions" in parse_error(data(dispositions={"x": {"code": "resolved"}}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: '01' and '1' both given are silently merged: the later one wins and the other is lost",
-)
 def test_codes_01_and_1_both_given_is_an_error() -> None:
     msg = parse_error(data(pause_reasons={"1": "break", "01": "lunch"}))
     assert "pause_reasons" in msg
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: a [survey] that is not a table crashes parse_flow with AttributeError"
-)
 def test_a_survey_that_is_not_a_table_is_a_config_error() -> None:
     msg = parse_error(data(survey="yes"))
     assert "survey" in msg

@@ -205,9 +205,9 @@ def test_no_input_routes_the_default_call_type() -> None:
     assert c.summary["menu"] == "default" and c.summary["outcome"] == "routed"
 
 
-def test_menu_tries_bounds_the_questions() -> None:
+def test_menu_tries_bounds_the_questions_and_silence_is_not_called_invalid() -> None:
     run, _ = greet(None, hotline=replace(WATER, menu_tries=3))
-    assert len(run.asks) == 3 and run.prompts.count(INVALID) == 2
+    assert len(run.asks) == 3 and run.prompts.count(INVALID) == 0
 
 
 def test_a_hotline_with_an_empty_menu_routes_its_default_call_type_without_asking() -> None:

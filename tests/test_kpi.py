@@ -112,8 +112,22 @@ def test_every_queue_metric_on_known_records() -> None:
         "percent_answered": 0.25,  # blocked count in offered here
         "transfers": 1, "transfer_rate": 0.5,
         "sl_threshold_s": 20.0, "short_abandon_s": 5.0, "ring_cadence_s": 6.0,
+        # no survey scores or dispositions given: counts of 0, no ratio rather than a wrong one
+        "surveys": 0, "satisfaction": None, "avg_survey_score": None, "dispositions": 0, "fcr": None,
     }  # fmt: skip
     assert q["aht_s"] == q["avg_talk_s"] + q["avg_hold_s"] + q["avg_wrap_s"]
+
+
+def test_satisfaction_and_first_call_resolution_from_survey_scores_and_dispositions() -> None:
+    def fb(kind: str, value: str, ts: float, resolved: bool = False) -> dict[str, object]:
+        return {"uniqueid": f"c{ts}", "kind": kind, "value": value, "resolved": resolved, "queue": "water",
+                "agent": "", "ts": ts}  # fmt: skip
+
+    feedback = [fb("survey", "5", 10), fb("survey", "4", 11), fb("survey", "2", 12), fb("survey", "1", 99),
+                fb("disposition", "resolved", 13, True), fb("disposition", "needs_callback", 14)]  # fmt: skip
+    q = kpis_over([], [], KpiConfig(), 0, 50, feedback)["queues"]["water"]  # ts 99 is outside [0, 50)
+    assert (q["surveys"], q["satisfaction"], q["avg_survey_score"]) == (3, round(2 / 3, 6), round(11 / 3, 6))
+    assert (q["dispositions"], q["fcr"]) == (2, 0.5)
 
 
 def test_thresholds_are_inclusive_per_queue_and_shown_beside_the_figures() -> None:

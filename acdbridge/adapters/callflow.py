@@ -131,18 +131,19 @@ class CallFlow:
         await session.stream_file(prompt if ok else "beeperr")
 
     async def _feature(self, agent: AgentProfile, code: str, session: AgiSession) -> tuple[bool, str]:
+        number = code[2:].lstrip("0") or "0"  # *53N / *55NN: "01" and "1" are the same code
         if code == "51":
             await self.members.login(agent)
             return True, "agent-loginok"
         if code == "52":
             await self.members.logout(agent)
             return True, "agent-loggedoff"
-        if code.startswith("53") and (code[2:].lstrip("0") or "0") in self.flow.pause_reasons:
-            return await self._pause(agent, True, self.flow.pause_reasons[code[2:].lstrip("0") or "0"]), "beep"
+        if code.startswith("53") and number in self.flow.pause_reasons:
+            return await self._pause(agent, True, self.flow.pause_reasons[number]), "beep"
         if code == "54":
             return await self._pause(agent, False, ""), "beep"
-        if code.startswith("55") and (code[2:].lstrip("0") or "0") in self.flow.dispositions:
-            disposition = self.flow.dispositions[code[2:].lstrip("0") or "0"]
+        if code.startswith("55") and number in self.flow.dispositions:
+            disposition = self.flow.dispositions[number]
             value = f"{agent.interface}|{disposition.code}|{int(disposition.resolved)}"
             await session.set_variable("ACD_DISPOSITION", value)  # the tracker attaches it to the call
             if self._paused_for_acw(agent):

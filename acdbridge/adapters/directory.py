@@ -61,7 +61,7 @@ class Directory:
         mtime = self.path.stat().st_mtime
         if mtime == self._mtime:
             return
-        with self.path.open(encoding="utf-8", newline="") as f:
+        with self.path.open(encoding="utf-8-sig", newline="") as f:  # -sig: Excel's "CSV UTF-8" has a BOM
             reader = csv.DictReader(f)
             missing = {"number"} - set(reader.fieldnames or ())
             if missing:
@@ -73,8 +73,12 @@ class Directory:
     def _query(self, key: str) -> Caller | None:
         assert self.path is not None
         # read-only, a short timeout: a locked directory must not hold the greeting up
-        uri = f"file:{self.path}?mode=ro"
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=0.5)) as db:
             db.row_factory = sqlite3.Row
-            row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM callers WHERE number = ?", (key,)).fetchone()
+            # numbers stored as typed ("+86 138 ...") match like the CSV's: the index serves the
+            # exact match, the normalised comparison the rest
+            db.create_function("acd_norm", 1, normalise, deterministic=True)
+            sql = f"SELECT {', '.join(COLUMNS)} FROM callers WHERE number = ? OR acd_norm(number) = ? LIMIT 1"
+            row = db.execute(sql, (key, key)).fetchone()
         return _caller({k: str(row[k]) if row[k] is not None else "" for k in COLUMNS}) if row else None

@@ -159,7 +159,7 @@ def hotline_script(
         yield SetVar("ACD_IVR_STAGE", f"menu{tries}")  # the lab's test callers press keys on it
         pressed = yield Ask(prompt(hotline, "menu"), int(hotline.menu_timeout_s * 1000))
         call_type = hotline.menu.get(pressed or "")
-        if call_type is None and tries < hotline.menu_tries:
+        if call_type is None and pressed and tries < hotline.menu_tries:  # silence: just ask again
             yield Play(prompt(hotline, "invalid"))
     if call_type is None:
         call_type, ctx.summary["menu"] = hotline.default_call_type, "default"

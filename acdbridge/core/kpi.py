@@ -196,6 +196,7 @@ def kpis_over(
     cfg: KpiConfig,
     start: float | None = None,
     end: float | None = None,
+    feedback: Iterable[Record] = (),
 ) -> Kpis:
     """KPIs of the visits that ended in [start, end) and the agent time inside it (None: unbounded).
     Configured queues are always present; cost_per_call needs cost_per_hour and both bounds."""
@@ -225,7 +226,8 @@ def kpis_over(
         n: _agent_kpis(n, answered.get(n, []), no_answer.get(n, 0), by_agent.get(n, []), cfg, lo, hi)
         for n in sorted(answered.keys() | no_answer.keys() | by_agent.keys())
     }
-    return {"queues": queues, "agents": agents}
+    in_window_feedback = [f for f in feedback if lo <= f["ts"] < hi]
+    return feedback_kpis(in_window_feedback, {"queues": queues, "agents": agents})
 
 
 def feedback_kpis(feedback: Iterable[Record], kpis: Kpis) -> Kpis:
@@ -315,10 +317,11 @@ class KpiEngine:
         last = bisect.bisect_left(self._visits, (end,))
         states_from = bisect.bisect_right(self._states, (start, math.inf))
         visits = [row[3] for row in self._visits[first:last]]
-        kpis = kpis_over(visits, [row[3] for row in self._states[states_from:]], self.cfg, start, end)
         fb = self._feedback
-        in_window = fb[bisect.bisect_left(fb, (start,)) : bisect.bisect_left(fb, (end,))]
-        return feedback_kpis([row[3] for row in in_window], kpis)
+        in_window = [row[3] for row in fb[bisect.bisect_left(fb, (start,)) : bisect.bisect_left(fb, (end,))]]
+        return kpis_over(
+            visits, [row[3] for row in self._states[states_from:]], self.cfg, start, end, in_window
+        )
 
     def rolling(self, now: float, window_s: float) -> Kpis:
         return self.over(now - window_s, now)

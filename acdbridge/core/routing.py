@@ -142,7 +142,11 @@ def route(
             note = f"no {skill} group speaks {language_skill}"
     max_penalty = group.max_penalty
     if on_duty is not None and not any(p <= max_penalty for p in on_duty.get(group.queue, ())):
-        max_penalty, note = cfg.generalist_penalty, (note or f"no {skill} expert on duty: widened at once")
+        widened = f"no {skill} expert on duty: widened at once"
+        max_penalty, note = (
+            max(max_penalty, cfg.generalist_penalty),
+            f"{note}; {widened}" if note else widened,
+        )
     priority = cfg.vip_priority if vip else (cfg.repeat_priority if repeat else 0)
     skills = (skill, language_skill) if language_skill else (skill,)
     return RouteDecision(group.queue, max_penalty, group.rule, priority, skills, note)

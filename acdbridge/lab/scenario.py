@@ -80,6 +80,7 @@ class QueueSpec:
     dial: str
     max_wait_s: float
     talk_s: Dist
+    menu: str = ""  # the key callers press when acdbridge's greeting asks (its daemon runs)
 
 
 @dataclass(frozen=True)
@@ -254,12 +255,15 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         if not isinstance(qdata, Mapping):
             raise top.fail(f"queues.{qname}", "expected a table")
         q = _Reader(source, qdata, f"queues.{qname}.")
-        q.check_keys({"dial", "max_wait_s", "talk_s"})
+        q.check_keys({"dial", "max_wait_s", "talk_s", "menu"})
         dial = q.get("dial", str, required=True)
         if not dial.isdigit():
             raise q.fail("dial", f"expected digits (a DID in the [inbound] context), got {dial!r}")
+        menu = q.get("menu", str, "")
+        if menu and not (len(menu) == 1 and menu in "0123456789*#"):
+            raise q.fail("menu", f"expected one keypad key, got {menu!r}")
         queues[qname] = QueueSpec(
-            qname, dial, q.seconds("max_wait_s", 300.0, allow_zero=False), q.dist("talk_s", 10.0)
+            qname, dial, q.seconds("max_wait_s", 300.0, allow_zero=False), q.dist("talk_s", 10.0), menu
         )
     if not queues:
         raise top.fail("queues", "at least one queue is needed")

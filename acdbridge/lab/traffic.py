@@ -420,6 +420,8 @@ class TrafficDriver:
                 self.log(
                     f"call {visit.call.index} left {visit.queue} unanswered after {ev.get('holdtime', '?')}s"
                 )
+        elif name == "VarSet" and ev.get("variable") == "ACD_IVR_STAGE" and ev.get("value") == "menu1":
+            self.press_menu(ev)
         elif name == "OriginateResponse" and ev.get("calleridnum", "") in self.by_number:
             call = self.by_number[ev["calleridnum"]]
             if ev.get("response", "").lower() == "failure":
@@ -436,6 +438,27 @@ class TrafficDriver:
             if caller and self.caller_channel.get(caller.index) == channel and caller.index in self.active:
                 self.log(f"call {caller.index} ended")
                 self.finish(caller.index)
+
+    def press_menu(self, ev: dict[str, str]) -> None:
+        """acdbridge's greeting asks for the call type: the caller presses the queue's menu key."""
+        call = self.by_number.get(ev.get("calleridnum", ""))
+        key = self.scn.queues[call.queue].menu if call is not None else ""
+        if call is None or not key:
+            return
+        self.log(f"call {call.index} presses {key} at the greeting")
+        channel = phone_of(ev.get("channel", ""))
+
+        async def press() -> None:
+            await asyncio.sleep(0.4)  # into the menu prompt: the key interrupts it
+            self.report.actions["playdtmf"] += 1
+            with contextlib.suppress(TimeoutError):
+                await self.ami.action(
+                    {"Action": "PlayDTMF", "Channel": channel, "Digit": key, "Duration": "250"}
+                )
+
+        task = asyncio.get_running_loop().create_task(press(), name="ami-playdtmf")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def pump_events(self) -> None:
         while True:
