@@ -79,7 +79,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     import json
 
     from acdbridge import config
-    from acdbridge.replay import dumps, replay_kpis, replay_metrics, replay_records
+    from acdbridge.replay import dumps, replay_kpis, replay_legs, replay_metrics, replay_records
 
     cfg = config.load(args.config) if args.config else config.Config()
     if args.metrics:
@@ -87,6 +87,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 0
     if args.kpi:
         sys.stdout.write(json.dumps(replay_kpis(args.trace, cfg), ensure_ascii=False, sort_keys=True) + "\n")
+        return 0
+    if args.legs:
+        for record in replay_legs(args.trace):
+            sys.stdout.write(dumps(record) + "\n")
         return 0
     problems: list[str] = []
     for record in replay_records(args.trace, cfg.wrapup_s, on_problem=problems.append):
@@ -197,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--records", action="store_true", help="print one JSON object per finished queue visit")
     mode.add_argument(
         "--kpi", action="store_true", help="print the KPIs over the whole trace as one JSON object"
+    )
+    mode.add_argument(
+        "--legs", action="store_true", help="print the greeting (IVR) legs, dispositions and survey scores"
     )
     mode.add_argument(
         "--metrics",

@@ -69,14 +69,28 @@ def _run(path: Path, cfg: Config, finish: bool) -> tuple[Pipeline, KpiEngine, li
         engine.add_visit(v)
     for s in states:
         engine.add_agent_state(s)
+    for f in pipeline.feedback:
+        engine.add_feedback(f)
     return pipeline, engine, visits, states
 
 
 def replay_kpis(path: Path, cfg: Config | None = None) -> Kpis:
     """KPIs over the whole trace (every visit and agent stretch in it)."""
     cfg = cfg or Config()
-    _, _, visits, states = _run(path, cfg, finish=True)
-    return kpis_over(visits, states, cfg.kpi)
+    pipeline, _, visits, states = _run(path, cfg, finish=True)
+    return kpis_over(visits, states, cfg.kpi, feedback=pipeline.feedback)
+
+
+def replay_legs(path: Path) -> list[Record]:
+    """The greeting legs, dispositions and survey scores in the trace, in time order, each with
+    "record": "ivr_leg" | "feedback"."""
+    pipeline = Pipeline()
+    for chunk in read_chunks(path):
+        pipeline.feed_bytes(chunk)
+    pipeline.finish()
+    out = [{"record": "ivr_leg", **leg} for leg in pipeline.ivr_legs]
+    out += [{"record": "feedback", **f} for f in pipeline.feedback]
+    return sorted(out, key=lambda r: float(r.get("end_ts", r.get("ts", 0.0))))
 
 
 def replay_metrics(path: Path, cfg: Config | None = None) -> bytes:

@@ -20,6 +20,7 @@ from acdbridge.adapters.store import SqliteStore
 from acdbridge.config import load
 from acdbridge.lab import pbx, queuelog
 from acdbridge.prompts import build_prompts
+from acdbridge.replay import replay_legs
 
 from .daemon_harness import DaemonProcess, free_port
 from .phones import LabPhones, event
@@ -289,6 +290,15 @@ def test_disposition_and_survey_score_are_stored_with_the_call(
     # the disposition ended after-call work before the queue's wrapuptime (15 s for complaints)
     assert visit["wrap_s"] is not None and float(visit["wrap_s"]) < 15.0  # type: ignore[arg-type]
     assert [leg["call_type"] for leg in legs] == ["complaint"]
+    # one code path: the daemon's own AMI capture replays to the same legs and feedback
+    replayed = replay_legs(daemon.capture)
+    assert [
+        {k: v for k, v in r.items() if k != "record"} for r in replayed if r["record"] == "ivr_leg"
+    ] == legs
+    replayed_feedback = {
+        (r["kind"], r["value"], r["uniqueid"], r["ts"]) for r in replayed if r["record"] == "feedback"
+    }
+    assert replayed_feedback == {(f["kind"], f["value"], f["uniqueid"], f["ts"]) for f in feedback}
 
 
 def test_a_caller_who_hangs_up_in_the_greeting_is_ivr_abandoned_not_a_queue_abandon(
