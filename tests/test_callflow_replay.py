@@ -39,9 +39,9 @@ def test_a_routed_call_with_survey_and_disposition() -> None:
 
 
 def test_a_caller_who_hangs_up_in_the_greeting_is_no_queue_visit() -> None:
-    legs = replay_legs(TRACES / "ivr_abandon.ami")
+    legs = replay_legs(TRACES / "no_queue" / "ivr_abandon.ami")
     assert [(r["record"], r["outcome"], r["caller"]) for r in legs] == [
         ("ivr_leg", "ivr_abandoned", "13900000071")
     ]
     assert 0.5 < legs[0]["ivr_s"] < 5.0
-    assert replay_records(TRACES / "ivr_abandon.ami") == []
+    assert replay_records(TRACES / "no_queue" / "ivr_abandon.ami") == []

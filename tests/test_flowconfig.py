@@ -80,7 +80,8 @@ def test_the_shipped_lab_example_loads() -> None:
     assert flow is not None
     assert sorted(flow.hotlines) == ["complaints", "telecom", "water"]
     assert flow.dids == {"6000": "water", "6100": "telecom", "6200": "complaints"}
-    assert sorted(flow.profiles) == ["Ana Torres", "Lucía Vega", "Wang Fang", "Zhou Min"]
+    assert sorted(flow.profiles) == ["Ana Torres", "Chen Li", "Lucía Vega", "Wang Fang", "Zhou Min"]
+    assert flow.profiles["Chen Li"].interface == "PJSIP/1005"  # the default: the PJSIP endpoint
     assert flow.profiles["Lucía Vega"].interface == "Local/9103@lab-agents/n"
     assert flow.profiles["Lucía Vega"].skills == {"water": 4, "spanish": 5, "english": 3}
     assert flow.profile_by_extension("9104") == flow.profiles["Ana Torres"]

@@ -61,25 +61,33 @@ class SippAgent:
             "-error_file", str(self.log_dir / f"sipp-{self.endpoint}-{scenario}.err"),
         ]  # fmt: skip
 
-    async def register(self) -> None:
+    async def _run_once(self, scenario: str, args: list[str], within_s: float, what: str) -> None:
         auth = ["-s", self.endpoint, "-au", self.endpoint, "-ap", self.password]
-        once = ["-m", "1", "-timeout", f"{REGISTER_TIMEOUT_S:.0f}s"]
-        cmd = [*self._base("agent_register_uac.xml"), *auth, *once, self.pbx]
+        once = ["-m", "1", "-timeout", f"{within_s:.0f}s"]
+        cmd = [*self._base(scenario), *auth, *args, *once, self.pbx]
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), REGISTER_TIMEOUT_S + 5)
+            _, err = await asyncio.wait_for(proc.communicate(), within_s + 5)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise LabError(f"SIPp agent {self.endpoint} did not finish registering") from None
+            raise LabError(f"SIPp agent {self.endpoint} did not finish: {what}") from None
         if proc.returncode != 0:
             raise LabError(
-                f"SIPp agent {self.endpoint} failed to register with {self.pbx} "
-                f"(sipp exit {proc.returncode})",
+                f"SIPp agent {self.endpoint} failed: {what} (sipp exit {proc.returncode})",
                 detail=err.decode(errors="replace")[-2000:],
             )
+
+    async def register(self) -> None:
+        await self._run_once("agent_register_uac.xml", [], REGISTER_TIMEOUT_S, f"registering with {self.pbx}")
+
+    async def dial_feature_code(self, code: str, within_s: float = 20.0) -> None:
+        """The softphone dials a feature code (e.g. "*51") and stays on until Asterisk hangs up."""
+        await self._run_once(
+            "agent_feature_code_uac.xml", ["-key", "code", code], within_s, f"dialling {code}"
+        )
 
     async def start(self) -> None:
         await self.register()

@@ -19,6 +19,7 @@ import pytest
 from acdbridge.adapters.store import SqliteStore
 from acdbridge.config import load
 from acdbridge.lab import pbx, queuelog
+from acdbridge.lab.sipp import SippAgent, endpoint_password
 from acdbridge.prompts import build_prompts
 from acdbridge.replay import replay_legs
 
@@ -251,6 +252,35 @@ def test_feature_codes_log_in_pause_with_a_reason_and_log_out(
         store.close()
     lunch = [s for s in states if s["agent"] == "Ana Torres" and s["state"] == "paused"]
     assert lunch and lunch[0]["reason"] == "lunch" and float(lunch[0]["duration_s"]) >= 1.0
+
+
+def test_a_sip_softphone_logs_in_pauses_and_logs_out_with_feature_codes(
+    callflow_lab: pbx.LabSettings, tmp_path: Path
+) -> None:
+    start_daemon(tmp_path, callflow_lab)
+    conf = callflow_lab.root / "etc/asterisk/pjsip.conf"
+    phone = SippAgent("1005", endpoint_password(conf, "1005"), f"127.0.0.1:{callflow_lab.sip_port}",
+                      free_port(), free_port(), tmp_path)  # fmt: skip
+
+    async def scenario(phones: LabPhones) -> None:
+        await phone.dial_feature_code("*51")
+        await phones.wait_for(
+            event("QueueMemberAdded", interface="PJSIP/1005", queue="water"), 10, "logged in"
+        )
+        await asyncio.sleep(0.5)
+        added = phones.find(event("QueueMemberAdded", interface="PJSIP/1005", membername="Chen Li"))
+        # water 3 -> penalty 2; a water agent is a generalist for complaints (widen_to)
+        assert {(ev["queue"], ev["penalty"]) for ev in added} == {("water", "2"), ("complaints", "10")}
+        await phone.dial_feature_code("*533")
+        paused = await phones.wait_for(
+            event("QueueMemberPause", interface="PJSIP/1005", paused="1"), 10, "pause"
+        )
+        assert paused["pausedreason"] == "training"
+        await phone.dial_feature_code("*52")
+        await phones.wait_for(event("QueueMemberRemoved", interface="PJSIP/1005"), 10, "logged out")
+        assert not phones.find(event("VarSet", variable="ACD_FALLBACK"))
+
+    run(scenario, callflow_lab)
 
 
 def test_disposition_and_survey_score_are_stored_with_the_call(
