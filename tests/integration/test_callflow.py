@@ -6,6 +6,7 @@ daemon is down. Asterisk's queue_log is the independent record checked against."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -116,6 +117,7 @@ def test_menu_choice_and_language_route_each_caller_to_a_skilled_agent(
     # (caller, hotline DID, key) -> the queue and the agent with the skill
     plan = {
         "13900000011": ("6000", "3", "water", "Ana Torres"),  # leak report
+        "13800000001": ("6000", "1", "water", "Ana Torres"),  # a known caller in Haidian: hears the notice
         "13800000002": ("6000", "2", "water_es", "Lucía Vega"),  # a known Spanish speaker: repair
         "13900000012": ("6100", "1", "fixed_line", "Zhou Min"),
         "13900000013": ("6100", "2", "broadband", "Wang Fang"),
@@ -144,7 +146,10 @@ def test_menu_choice_and_language_route_each_caller_to_a_skilled_agent(
     by_caller = {e.callid: e for e in entries if e.event == "ENTERQUEUE"}
     connects = {e.callid: (e.queue, e.agent) for e in entries if e.event == "CONNECT"}
     visits, legs, _ = stored(daemon)
-    assert len(legs) == 4 and {leg["outcome"] for leg in legs} == {"routed"}
+    assert len(legs) == 5 and {leg["outcome"] for leg in legs} == {"routed"}
+    greetings = [json.loads(line) for line in daemon.log_text().splitlines() if '"greeting"' in line]
+    notices = {g["caller"]: g.get("notice") for g in greetings if g.get("event") == "greeting"}
+    assert notices == {number: ("haidian-mains" if number == "13800000001" else None) for number in plan}
     for leg in legs:
         _d, _k, queue, agent = plan[str(leg["caller"])]
         assert leg["queue"] == queue and by_caller[str(leg["uniqueid"])].queue == queue  # queue_log agrees
