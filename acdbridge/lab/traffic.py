@@ -420,7 +420,11 @@ class TrafficDriver:
                 self.log(
                     f"call {visit.call.index} left {visit.queue} unanswered after {ev.get('holdtime', '?')}s"
                 )
-        elif name == "VarSet" and ev.get("variable") == "ACD_IVR_STAGE" and ev.get("value") == "menu1":
+        elif (
+            name == "VarSet"
+            and ev.get("variable") == "ACD_IVR_STAGE"
+            and ev.get("value") in ("menu1", "survey")
+        ):
             self.press_menu(ev)
         elif name == "OriginateResponse" and ev.get("calleridnum", "") in self.by_number:
             call = self.by_number[ev["calleridnum"]]
@@ -440,12 +444,15 @@ class TrafficDriver:
                 self.finish(caller.index)
 
     def press_menu(self, ev: dict[str, str]) -> None:
-        """acdbridge's greeting asks for the call type: the caller presses the queue's menu key."""
+        """acdbridge's greeting asks for the call type: the caller presses the queue's menu key;
+        asked for a rating after the call, a score of 3 to 5 (deterministic, from the call's index)."""
         call = self.by_number.get(ev.get("calleridnum", ""))
         key = self.scn.queues[call.queue].menu if call is not None else ""
         if call is None or not key:
             return
-        self.log(f"call {call.index} presses {key} at the greeting")
+        survey = ev.get("value") == "survey"
+        key = str(3 + call.index % 3) if survey else key
+        self.log(f"call {call.index} presses {key} " + ("to rate the call" if survey else "at the greeting"))
         channel = phone_of(ev.get("channel", ""))
 
         async def press() -> None:
