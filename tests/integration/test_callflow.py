@@ -24,7 +24,7 @@ from acdbridge.lab.sipp import SippAgent, endpoint_password
 from acdbridge.prompts import build_prompts
 from acdbridge.replay import replay_legs
 
-from .daemon_harness import DaemonProcess, free_port
+from .daemon_harness import CuttableProxy, DaemonProcess, free_port
 from .phones import LabPhones, event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,8 +72,10 @@ def callflow_lab(lab: pbx.LabSettings) -> Iterator[pbx.LabSettings]:
     pbx.asterisk_cli(root, "channel request hangup all")
 
 
-def start_daemon(tmp_path: Path, lab: pbx.LabSettings, http_port: int | None = None) -> DaemonProcess:
-    daemon = DaemonProcess(tmp_path, lab.ami_port, http_port, extra=flow_config())
+def start_daemon(
+    tmp_path: Path, lab: pbx.LabSettings, http_port: int | None = None, ami_port: int | None = None
+) -> DaemonProcess:
+    daemon = DaemonProcess(tmp_path, ami_port or lab.ami_port, http_port, extra=flow_config())
     daemon.start()
     deadline = time.monotonic() + 10
     while "fastagi_listening" not in daemon.log_text():
@@ -456,3 +458,25 @@ def test_profiles_apply_without_a_restart_and_drift_is_repaired(
         await phones.wait_for(event("QueueMemberAdded", queue="fixed_line", interface=zhou), 20, "restored")
 
     run(while_down, callflow_lab)
+
+
+def test_memberships_lost_while_the_ami_link_was_down_are_restored(
+    callflow_lab: pbx.LabSettings, tmp_path: Path
+) -> None:
+    proxy = CuttableProxy(callflow_lab.ami_port)
+    try:
+        start_daemon(tmp_path, callflow_lab, ami_port=proxy.port)
+        ana = f"Local/{ANA}@lab-agents/n"
+
+        async def scenario(phones: LabPhones) -> None:
+            await login(phones, ANA)
+            proxy.freeze()  # the link hangs: the daemon's ping times out and it reconnects
+            await phones.ami.action({"Action": "QueueRemove", "Queue": "water", "Interface": ana})
+            since = len(phones.events)
+            await phones.wait_for(
+                event("QueueMemberAdded", queue="water", interface=ana), 30, "restored", since
+            )
+
+        run(scenario, callflow_lab)
+    finally:
+        proxy.close()
