@@ -17,8 +17,10 @@ import urllib.request
 from pathlib import Path
 
 from acdbridge.adapters.store import SqliteStore
+from acdbridge.config import load
 from acdbridge.core.pipeline import Record
 from acdbridge.lab.pbx import AMI_USERS
+from acdbridge.prompts import build_prompts
 
 
 def free_port() -> int:
@@ -93,6 +95,24 @@ class CuttableProxy:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_CONFIG = REPO / "examples/acdbridge-lab.toml"
+
+
+def flow_config() -> str:
+    """The lab example's call-flow sections ([kpi] onwards: greeting, routing, profiles), with the
+    caller directory at an absolute path."""
+    text = LAB_CONFIG.read_text(encoding="utf-8")
+    return text[text.index("[kpi]") :].replace('"examples/callers.csv"', f'"{REPO / "examples/callers.csv"}"')
+
+
+def build_lab_prompts(root: Path) -> None:
+    """The example's greetings spoken into the lab's sounds (unchanged ones are skipped)."""
+    flow = load(LAB_CONFIG).flow
+    assert flow is not None
+    build_prompts(flow.prompts, root / "usr/share/asterisk/sounds", say=lambda _line: None, root=root)
 
 
 RUNNING: list[subprocess.Popen[str]] = []  # every daemon started, so a failed test leaves none behind

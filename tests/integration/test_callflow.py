@@ -18,26 +18,16 @@ from pathlib import Path
 import pytest
 
 from acdbridge.adapters.store import SqliteStore
-from acdbridge.config import load
 from acdbridge.lab import pbx, queuelog
 from acdbridge.lab.sipp import SippAgent, endpoint_password
-from acdbridge.prompts import build_prompts
 from acdbridge.replay import replay_legs
 
-from .daemon_harness import CuttableProxy, DaemonProcess, free_port
+from .daemon_harness import CuttableProxy, DaemonProcess, build_lab_prompts, flow_config, free_port
 from .phones import LabPhones, event
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_CONFIG = REPO / "examples/acdbridge-lab.toml"
 AGI_PORT = 24573  # asterisk_conf/extensions.conf ACD_AGI
 ANA, WANG, ZHOU, LUCIA = "9104", "9101", "9102", "9103"  # extensions of the profiles in LAB_CONFIG
 GREETING_S = 60.0  # generous bound for greeting + menu + routing + answer
-
-
-def flow_config() -> str:
-    """The lab example's call-flow sections, with the caller directory at an absolute path."""
-    text = LAB_CONFIG.read_text(encoding="utf-8")
-    return text[text.index("[kpi]") :].replace('"examples/callers.csv"', f'"{REPO / "examples/callers.csv"}"')
 
 
 def run(coro_fn: Callable[[LabPhones], Awaitable[None]], lab: pbx.LabSettings) -> None:
@@ -62,10 +52,8 @@ async def reset_members(phones: LabPhones) -> None:
 
 @pytest.fixture
 def callflow_lab(lab: pbx.LabSettings) -> Iterator[pbx.LabSettings]:
-    flow = load(LAB_CONFIG).flow
-    assert flow is not None
     root = lab.root
-    build_prompts(flow.prompts, root / "usr/share/asterisk/sounds", say=lambda _l: None, root=root)
+    build_lab_prompts(root)
     pbx.asterisk_cli(root, "channel request hangup all")
     run(reset_members, lab)
     yield lab
