@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS tracker_state (
 """
 
 
+def _json(record: Record) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
 class Store(Protocol):
     def write(self, visits: list[Record], agent_states: list[Record]) -> int: ...
     def visits(self, since: float, until: float, queue: str | None = None) -> list[Record]: ...
@@ -97,69 +101,41 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL survives a crash
         self.db.executescript(SCHEMA)
 
-    def write(self, visits: list[Record], agent_states: list[Record]) -> int:
-        """Store a batch in one transaction; returns how many rows were new."""
+    def _batch(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> int:
+        """Run executemany statements in one transaction; returns how many rows changed."""
         with self._lock:
             before = self.db.total_changes
             self.db.execute("BEGIN")
             try:
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            v["uniqueid"],
-                            v["queue"],
-                            v["enter_ts"],
-                            v["end_ts"],
-                            v["outcome"],
-                            v["agent"],
-                            json.dumps(v, ensure_ascii=False, separators=(",", ":")),
-                        )
-                        for v in visits
-                    ],
-                )
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO agent_states VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            s["interface"],
-                            s["state"],
-                            s["start_ts"],
-                            s["end_ts"],
-                            s["agent"],
-                            s["reason"],
-                            s["duration_s"],
-                        )
-                        for s in agent_states
-                    ],
-                )
+                for sql, rows in statements:
+                    self.db.executemany(sql, rows)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
             return self.db.total_changes - before
 
+    def write(self, visits: list[Record], agent_states: list[Record]) -> int:
+        """Store a batch in one transaction; returns how many rows were new."""
+        visit_rows = [(v["uniqueid"], v["queue"], v["enter_ts"], v["end_ts"], v["outcome"], v["agent"],
+                       _json(v)) for v in visits]  # fmt: skip
+        state_rows = [(s["interface"], s["state"], s["start_ts"], s["end_ts"], s["agent"], s["reason"],
+                       s["duration_s"]) for s in agent_states]  # fmt: skip
+        return self._batch([
+            ("INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?, ?)", visit_rows),
+            ("INSERT OR IGNORE INTO agent_states VALUES (?, ?, ?, ?, ?, ?, ?)", state_rows),
+        ])  # fmt: skip
+
     def write_flow(self, legs: list[Record], feedback: list[Record]) -> int:
         """IVR legs (idempotent) and feedback (a disposition entered again replaces the first)."""
-        with self._lock:
-            before = self.db.total_changes
-            self.db.execute("BEGIN")
-            try:
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO ivr_legs VALUES (?, ?, ?, ?, ?, ?)",
-                    [(leg["uniqueid"], leg["start_ts"], leg["end_ts"], leg["hotline"], leg["outcome"],
-                      json.dumps(leg, ensure_ascii=False, separators=(",", ":"))) for leg in legs],
-                )  # fmt: skip
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(f["uniqueid"], f["kind"], f["value"], int(bool(f.get("resolved"))), f["queue"],
-                      f["agent"], f["ts"]) for f in feedback],
-                )  # fmt: skip
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            return self.db.total_changes - before
+        leg_rows = [(leg["uniqueid"], leg["start_ts"], leg["end_ts"], leg["hotline"], leg["outcome"],
+                     _json(leg)) for leg in legs]  # fmt: skip
+        feedback_rows = [(f["uniqueid"], f["kind"], f["value"], int(bool(f.get("resolved"))), f["queue"],
+                          f["agent"], f["ts"]) for f in feedback]  # fmt: skip
+        return self._batch([
+            ("INSERT OR IGNORE INTO ivr_legs VALUES (?, ?, ?, ?, ?, ?)", leg_rows),
+            ("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?)", feedback_rows),
+        ])  # fmt: skip
 
     def ivr_legs(self, since: float, until: float) -> list[Record]:
         sql = "SELECT record FROM ivr_legs WHERE end_ts >= ? AND end_ts < ? ORDER BY end_ts"
