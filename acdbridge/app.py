@@ -205,8 +205,10 @@ class Daemon:
 
     async def _resume(self) -> None:
         # counters go on from what is stored, so a restart is no false reset for rate()
-        recent = time.time() - self.kpis.retention_s
-        for visit in await asyncio.to_thread(self.store.visits, 0.0, float("inf")):
+        now = time.time()
+        recent = now - self.kpis.retention_s
+        visits = await asyncio.to_thread(self.store.visits, 0.0, float("inf"))
+        for visit in visits:
             self.pipeline.tally(visit)
             if visit["end_ts"] >= recent:
                 self.kpis.add_visit(visit)
@@ -219,9 +221,10 @@ class Daemon:
             if fb["ts"] >= recent:
                 self.kpis.add_feedback(fb)
         if self.callflow is not None and self.members is not None:
-            window = self.callflow.recent.window_s
-            for visit in await asyncio.to_thread(self.store.visits, time.time() - window, float("inf")):
-                self.callflow.recent.seen(visit["caller"], visit["enter_ts"])
+            repeat_since = now - self.callflow.recent.window_s
+            for visit in visits:  # in end_ts order, so each number's latest call is seen last
+                if visit["end_ts"] >= repeat_since:
+                    self.callflow.recent.seen(visit["caller"], visit["enter_ts"])
             await self.members.load()
         saved = await asyncio.to_thread(self.store.load_state)
         if saved is None:

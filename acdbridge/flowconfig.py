@@ -198,15 +198,20 @@ def _profiles(agents: dict[str, Any], source: str) -> dict[str, AgentProfile]:
     return out
 
 
+def keypad_code(digits: str) -> str:
+    """A pause or disposition code as keyed: "01" and "1" are the same code."""
+    return digits.lstrip("0") or "0"
+
+
 def _codes(t: dict[str, Any], where: str) -> dict[str, Any]:
-    """Keys are keypad codes of one or two digits; "01" and "1" are the same code."""
+    """Keys are keypad codes of one or two digits."""
     out: dict[str, Any] = {}
     for key, value in t.items():
         if not key.isdigit() or len(key) > 2:
             raise _err(where, f"{key!r}: codes are one or two keypad digits")
-        if str(int(key)) in out:
-            raise _err(where, f"{key!r} is the same code as {str(int(key))!r}")
-        out[str(int(key))] = value
+        if keypad_code(key) in out:
+            raise _err(where, f"{key!r} is the same code as {keypad_code(key)!r}")
+        out[keypad_code(key)] = value
     return out
 
 

@@ -39,13 +39,19 @@ def read_chunks(path: Path) -> Iterator[bytes]:
         raise ReplayError(f"cannot read trace {path}: {exc}") from exc
 
 
+def _feed(pipeline: Pipeline, path: Path, finish: bool = True) -> Pipeline:
+    """The whole trace through the pipeline; `finish` ends open wrap-ups as at an orderly stop."""
+    for chunk in read_chunks(path):
+        pipeline.feed_bytes(chunk)
+    if finish:
+        pipeline.finish()
+    return pipeline
+
+
 def replay_records(path: Path, wrapup_s: dict[str, float] | None = None,
                    on_problem: Callable[[str], None] | None = None) -> list[Record]:  # fmt: skip
     visits: list[Record] = []
-    pipeline = Pipeline(wrapup_s, on_visit=visits.append, on_problem=on_problem)
-    for chunk in read_chunks(path):
-        pipeline.feed_bytes(chunk)
-    pipeline.finish()
+    _feed(Pipeline(wrapup_s, on_visit=visits.append, on_problem=on_problem), path)
     return visits
 
 
@@ -60,10 +66,7 @@ def _run(path: Path, cfg: Config, finish: bool) -> tuple[Pipeline, KpiEngine, li
     pipeline = Pipeline(
         cfg.wrapup_s, on_visit=visits.append, on_agent_state=states.append, short_abandon_s=short
     )
-    for chunk in read_chunks(path):
-        pipeline.feed_bytes(chunk)
-    if finish:
-        pipeline.finish()
+    _feed(pipeline, path, finish)
     engine = KpiEngine(cfg.kpi)
     for v in visits:
         engine.add_visit(v)
@@ -84,10 +87,7 @@ def replay_kpis(path: Path, cfg: Config | None = None) -> Kpis:
 def replay_legs(path: Path) -> list[Record]:
     """The greeting legs, dispositions and survey scores in the trace, in time order, each with
     "record": "ivr_leg" | "feedback"."""
-    pipeline = Pipeline()
-    for chunk in read_chunks(path):
-        pipeline.feed_bytes(chunk)
-    pipeline.finish()
+    pipeline = _feed(Pipeline(), path)
     out = [{"record": "ivr_leg", **leg} for leg in pipeline.ivr_legs]
     out += [{"record": "feedback", **f} for f in pipeline.feedback]
     return sorted(out, key=lambda r: float(r.get("end_ts", r.get("ts", 0.0))))

@@ -174,5 +174,10 @@ class AmiClient:
             raise ConnectionError("AMI connection lost")
 
 
+def succeeded(response: Any) -> bool:
+    """An action's reply says Response: Success."""
+    return str(response.get("Response", "")).lower() == "success"
+
+
 class AmiLoginError(Exception):
     pass

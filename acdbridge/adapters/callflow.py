@@ -14,13 +14,14 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from acdbridge.adapters.ami import succeeded
 from acdbridge.adapters.directory import Directory, normalise
 from acdbridge.adapters.fastagi import AgiSession, Handler
 from acdbridge.adapters.members import MembershipSync, Send
 from acdbridge.core.ivr import Ask, CallContext, Play, SetVar, Step, hotline_script, survey_script
 from acdbridge.core.pipeline import Pipeline
 from acdbridge.core.routing import AgentProfile
-from acdbridge.flowconfig import FlowConfig
+from acdbridge.flowconfig import FlowConfig, keypad_code
 
 log = structlog.get_logger("acdbridge.callflow")
 _CHANNEL_ENDPOINT = re.compile(r"^(?:PJSIP|SIP|IAX2)/([^-/]+)-[0-9a-f]+$")
@@ -81,6 +82,7 @@ class CallFlow:
         self.directory = (
             Directory(flow.directory) if flow.directory != self.directory.path else self.directory
         )
+        self.recent.window_s = flow.routing.repeat_window_s
         self.members.reload(flow)
 
     def handlers(self) -> dict[str, Handler]:
@@ -131,7 +133,7 @@ class CallFlow:
         await session.stream_file(prompt if ok else "beeperr")
 
     async def _feature(self, agent: AgentProfile, code: str, session: AgiSession) -> tuple[bool, str]:
-        number = code[2:].lstrip("0") or "0"  # *53N / *55NN: "01" and "1" are the same code
+        number = keypad_code(code[2:])  # *53N / *55NN
         if code == "51":
             await self.members.login(agent)
             return True, "agent-loginok"
@@ -168,4 +170,4 @@ class CallFlow:
         except (ConnectionError, TimeoutError) as exc:
             log.warning("pause_failed", agent=agent.name, error=str(exc))
             return False
-        return str(resp.get("Response", "")).lower() == "success"
+        return succeeded(resp)

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from acdbridge.adapters.ami import succeeded
 from acdbridge.adapters.store import Store
 from acdbridge.core.routing import AgentProfile, MemberAction, MemberBook, desired_members, plan_sync
 from acdbridge.flowconfig import FlowConfig
@@ -46,8 +47,6 @@ class MembershipSync:
         self.logged_in: dict[str, float] = {}
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.actions_sent = 0
-        self.action_errors = 0
 
     async def load(self) -> None:
         self.logged_in = await asyncio.to_thread(self.store.logins)
@@ -81,19 +80,16 @@ class MembershipSync:
             return actions
 
     async def _apply(self, a: MemberAction) -> None:
-        self.actions_sent += 1
         try:
             resp = await self.send(_fields(a))
         except (ConnectionError, TimeoutError) as exc:
-            self.action_errors += 1
             log.warning(
                 "member_action_failed", action=a.kind, queue=a.queue, interface=a.interface, error=str(exc)
             )
             return
-        ok = str(resp.get("Response", "")).lower() == "success" if hasattr(resp, "get") else False
+        ok = succeeded(resp)
         log.info("member_sync", action=a.kind, queue=a.queue, interface=a.interface, penalty=a.penalty, ok=ok)
         if not ok:
-            self.action_errors += 1
             return
         key = (a.queue, a.interface)  # the AMI events follow; meanwhile do not send it twice
         if a.kind == "remove":

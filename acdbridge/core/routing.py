@@ -167,6 +167,8 @@ class MemberBook:
         self.synced = False
 
     def feed(self, name: str, h: Mapping[str, str]) -> None:
+        if not name.startswith("Queue"):
+            return  # every membership event and listing is Queue*
         key = (h.get("Queue", ""), h.get("Interface") or h.get("Location", ""))
         if name == "QueueParams":  # a fresh listing of this queue follows
             for k in [k for k in self.penalty if k[0] == key[0]]:

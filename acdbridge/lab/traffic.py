@@ -453,19 +453,14 @@ class TrafficDriver:
         survey = ev.get("value") == "survey"
         key = str(3 + call.index % 3) if survey else key
         self.log(f"call {call.index} presses {key} " + ("to rate the call" if survey else "at the greeting"))
-        channel = phone_of(ev.get("channel", ""))
-
-        async def press() -> None:
-            await asyncio.sleep(0.4)  # into the menu prompt: the key interrupts it
-            self.report.actions["playdtmf"] += 1
-            with contextlib.suppress(TimeoutError):
-                await self.ami.action(
-                    {"Action": "PlayDTMF", "Channel": channel, "Digit": key, "Duration": "250"}
-                )
-
-        task = asyncio.get_running_loop().create_task(press(), name="ami-playdtmf")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        fields = {
+            "Action": "PlayDTMF",
+            "Channel": phone_of(ev.get("channel", "")),
+            "Digit": key,
+            "Duration": "250",
+        }
+        # 0.4 s into the prompt: the key interrupts it (one sent between AGI commands is lost)
+        asyncio.get_running_loop().call_later(0.4, self.spawn, "playdtmf", fields)
 
     async def pump_events(self) -> None:
         while True:

@@ -80,7 +80,7 @@ async def login(phones: LabPhones, *extensions: str) -> None:
     await asyncio.sleep(1.0)  # the other group queues of the same agents
 
 
-def connected(phones: LabPhones, number: str) -> Callable[[dict[str, str]], bool]:
+def connected(number: str) -> Callable[[dict[str, str]], bool]:
     return lambda ev: ev.get("event") == "AgentConnect" and ev.get("calleridnum") == number
 
 
@@ -122,7 +122,7 @@ def test_menu_choice_and_language_route_each_caller_to_a_skilled_agent(
             phones.keys[(number, "menu1")] = key
             await phones.call(number, did)
         for number, (_d, _k, queue, agent) in plan.items():
-            ev = await phones.wait_for(connected(phones, number), GREETING_S, f"{number} answered")
+            ev = await phones.wait_for(connected(number), GREETING_S, f"{number} answered")
             assert (ev["queue"], ev["membername"]) == (queue, agent), number
         lang = phones.find(
             lambda ev: ev.get("variable") == "ACD_LANG" and ev.get("calleridnum") == "13800000002"
@@ -162,13 +162,13 @@ def test_broadband_rings_the_expert_first_and_the_generalist_once_the_wait_widen
             phones.keys[(number, "menu1")] = "2"
         # the generalist is free, yet the first broadband caller rings only the expert
         await phones.call("13900000041", "6100")
-        first = await phones.wait_for(connected(phones, "13900000041"), GREETING_S, "the expert answers")
+        first = await phones.wait_for(connected("13900000041"), GREETING_S, "the expert answers")
         assert first["membername"] == "Wang Fang"
         # the expert is busy: the next caller waits until queuerules widen-fast lets the generalist in
         await phones.call("13900000042", "6100")
         join = await phones.wait_for(event("QueueCallerJoin", calleridnum="13900000042"), GREETING_S, "join")
         assert join["queue"] == "broadband"
-        answer = await phones.wait_for(connected(phones, "13900000042"), 40, "the generalist answers")
+        answer = await phones.wait_for(connected("13900000042"), 40, "the generalist answers")
         assert answer["membername"] == "Zhou Min"
         rung = phones.find(
             lambda ev: ev.get("event") == "AgentCalled" and ev.get("calleridnum") == "13900000042"
@@ -194,7 +194,7 @@ def test_a_vip_caller_jumps_the_queue(callflow_lab: pbx.LabSettings, tmp_path: P
         for number in ("13900000051", "13900000052", "13800000003"):  # the last is VIP in callers.csv
             phones.keys[(number, "menu1")] = "1"
         await phones.call("13900000051", "6000")
-        await phones.wait_for(connected(phones, "13900000051"), GREETING_S, "the first caller talks")
+        await phones.wait_for(connected("13900000051"), GREETING_S, "the first caller talks")
         await phones.call("13900000052", "6000")
         await phones.wait_for(
             event("QueueCallerJoin", calleridnum="13900000052"), GREETING_S, "a caller waits"
@@ -357,7 +357,7 @@ def test_without_the_daemon_calls_still_reach_the_default_queue(callflow_lab: pb
         interface = f"Local/{ANA}@lab-agents/n"
         await phones.ami.action({"Action": "QueueAdd", "Queue": "broadband", "Interface": interface})
         await phones.call("13900000081", "6100")
-        ev = await phones.wait_for(connected(phones, "13900000081"), 30, "answered from the default queue")
+        ev = await phones.wait_for(connected("13900000081"), 30, "answered from the default queue")
         assert ev["queue"] == "broadband"
         fallback = phones.find(event("VarSet", variable="ACD_FALLBACK", calleridnum="13900000081"))
         assert [f["value"] for f in fallback] == ["FAILURE"]
@@ -380,7 +380,7 @@ def test_a_daemon_killed_mid_greeting_hands_the_caller_to_the_default_queue(
         )
         assert daemon.proc is not None
         os.kill(daemon.proc.pid, signal.SIGKILL)
-        ev = await phones.wait_for(connected(phones, "13900000091"), 30, "answered from the default queue")
+        ev = await phones.wait_for(connected("13900000091"), 30, "answered from the default queue")
         assert ev["queue"] == "water"
 
     run(scenario, callflow_lab)
