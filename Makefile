@@ -6,16 +6,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: mmdebstrap builds the lab's Asterisk 22 chroot, sip-tester is SIPp, prometheus
 # gives the real Prometheus and promtool, mosquitto the MQTT broker, chromium the browser for the web tests,
-# espeak-ng and sox build the spoken prompts (acdbridge/prompts.py)
-DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl espeak-ng sox
+# espeak-ng and sox build the spoken prompts (acdbridge/prompts.py); systemd gives systemd-analyze,
+# systemd-sysusers and systemd-tmpfiles for the unit's tests (Debian's container images lack it) and
+# python3-venv the venv `make install` builds with Debian's python3
+DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl espeak-ng sox systemd python3-venv
 DEMO_SCENARIO ?= demo
 
-.PHONY: deps demo demo-stop demo-stop-daemon test lint clean
+.PHONY: deps demo demo-stop demo-stop-daemon test lint clean install uninstall
 
 deps: $(BIN)/.installed
 	@if ! command -v mmdebstrap >/dev/null || ! command -v sipp >/dev/null || ! command -v promtool >/dev/null \
 		|| ! command -v mosquitto >/dev/null || ! command -v chromium >/dev/null || ! command -v openssl >/dev/null \
-		|| ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then \
+		|| ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
+		|| ! command -v systemd-analyze >/dev/null || ! $(INSTALL_PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 		echo "installing Debian packages: $(DEBS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); \
 	fi
@@ -62,6 +65,73 @@ lint: deps
 
 test: lint
 	$(BIN)/pytest
+
+# ---- The daemon on a real PBX host (docs/install.md). `make install` as root: a venv at $(PREFIX)
+# made with Debian's python3 (not a python under /root or /home: the unit's ProtectHome= hides
+# those), the unit, sysusers.d and tmpfiles.d files, and /etc/acdbridge/acdbridge.toml unless one
+# exists. DESTDIR=/some/root stages the same tree for packaging or a test: the venv is built in
+# $(DESTDIR)$(PREFIX), then the only places a venv names its own path (the scripts' #! lines, the
+# activate scripts, pyvenv.cfg's note) are rewritten to $(PREFIX): the tree works once copied to /
+# (or bind-mounted there, as tests/test_systemd_unit.py does), and from DESTDIR via its bin/python.
+# Byte code is compiled at install (the service cannot write /opt); Python takes a module's file
+# name from where it finds it, not from the .pyc.
+# pip builds from a copy of the sources, so the clone gets no build/ or egg-info from it.
+# PIP_INSTALL_ARGS is passed to pip (e.g. --no-index --find-links=DIR for an offline install).
+PREFIX ?= /opt/acdbridge
+DESTDIR ?=
+INSTALL_PYTHON ?= /usr/bin/python3
+PIP_INSTALL_ARGS ?=
+UNITDIR ?= /etc/systemd/system
+SYSUSERSDIR ?= /etc/sysusers.d
+TMPFILESDIR ?= /etc/tmpfiles.d
+STAGED_VENV := $(DESTDIR)$(PREFIX)
+
+install:
+	@$(INSTALL_PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+	@set -e; umask 022; \
+	case "$(PREFIX)" in /?*) ;; *) echo "PREFIX must be an absolute path, not '$(PREFIX)'" >&2; exit 2;; esac; \
+	echo "== venv $(STAGED_VENV) ($(INSTALL_PYTHON), $$($(INSTALL_PYTHON) --version))"; \
+	$(INSTALL_PYTHON) -m venv $(STAGED_VENV); \
+	src=$$(mktemp -d); trap 'rm -rf "$$src"' EXIT; cp -R pyproject.toml README.md acdbridge "$$src"/; \
+	$(STAGED_VENV)/bin/python -m pip install -q --disable-pip-version-check $(PIP_INSTALL_ARGS) "$$src"; \
+	if [ -n "$(DESTDIR)" ]; then \
+		grep -rlIZ -F '$(STAGED_VENV)' $(STAGED_VENV)/bin $(STAGED_VENV)/pyvenv.cfg \
+			| xargs -0r sed -i 's|$(STAGED_VENV)|$(PREFIX)|g'; \
+	fi; \
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(STAGED_VENV)/share/doc/acdbridge; \
+	sed 's|/opt/acdbridge|$(PREFIX)|g' systemd/acdbridge.service > $(DESTDIR)$(UNITDIR)/acdbridge.service; \
+	chmod 0644 $(DESTDIR)$(UNITDIR)/acdbridge.service; \
+	install -m 0644 systemd/acdbridge.sysusers $(DESTDIR)$(SYSUSERSDIR)/acdbridge.conf; \
+	install -m 0644 systemd/acdbridge.tmpfiles $(DESTDIR)$(TMPFILESDIR)/acdbridge.conf; \
+	install -m 0644 docs/install.md examples/acdbridge.toml $(STAGED_VENV)/share/doc/acdbridge/; \
+	install -d -m 0750 $(DESTDIR)/etc/acdbridge; \
+	if [ -e $(DESTDIR)/etc/acdbridge/acdbridge.toml ]; then \
+		echo "== kept the existing $(DESTDIR)/etc/acdbridge/acdbridge.toml"; \
+	else \
+		install -m 0640 examples/acdbridge.toml $(DESTDIR)/etc/acdbridge/acdbridge.toml; \
+		echo "== installed $(DESTDIR)/etc/acdbridge/acdbridge.toml (from examples/acdbridge.toml): edit it"; \
+	fi; \
+	echo "== installed $$($(STAGED_VENV)/bin/python $(STAGED_VENV)/bin/acdbridge version) in $(STAGED_VENV)"; \
+	echo "Next steps (as root; docs/install.md):"; \
+	echo "  systemd-sysusers acdbridge.conf          # the acdbridge user and group"; \
+	echo "  systemd-tmpfiles --create acdbridge.conf # /etc/acdbridge root:acdbridge 0750, the config 0640, /var/lib/acdbridge 0700"; \
+	echo "  (umask 077; read -rsp 'AMI secret: ' s && printf %s \"\$$s\" > /etc/acdbridge/ami-secret)  # manager.conf's, root 0600"; \
+	echo "  $(PREFIX)/bin/acdbridge check-config --config /etc/acdbridge/acdbridge.toml"; \
+	echo "  systemctl daemon-reload && systemctl enable --now acdbridge"; \
+	echo "  systemctl status acdbridge; journalctl -u acdbridge -f"
+
+# Removes the venv and the unit, sysusers.d and tmpfiles.d files; keeps /etc/acdbridge (config,
+# secret), /var/lib/acdbridge (the store) and the acdbridge user.
+uninstall:
+	@set -e; \
+	if [ ! -f $(STAGED_VENV)/pyvenv.cfg ]; then echo "no venv at $(STAGED_VENV): nothing to remove there"; \
+	else rm -rf $(STAGED_VENV); echo "removed $(STAGED_VENV)"; fi; \
+	rm -f $(DESTDIR)$(UNITDIR)/acdbridge.service $(DESTDIR)$(SYSUSERSDIR)/acdbridge.conf \
+		$(DESTDIR)$(TMPFILESDIR)/acdbridge.conf; \
+	echo "kept /etc/acdbridge, /var/lib/acdbridge and the acdbridge user; if the unit was running:"; \
+	echo "  systemctl disable --now acdbridge; systemctl daemon-reload"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis demo

@@ -1,21 +1,23 @@
-"""The daemon's composition root: builds every part, runs them as named tasks in one TaskGroup,
-and stops them in order on SIGTERM so nothing finished is lost.
+"""The daemon's composition root: builds every part, runs them as named, supervised tasks in one
+TaskGroup, and stops them in order on SIGTERM so nothing finished is lost.
 
     AMI client --(bounded queue)--> core pipeline --(bounded queue)--> store writer (thread)
 
-Both queues are bounded; a full queue drops and counts (and logs) rather than growing without
-limit. On stop: the AMI link closes, the tracker drains its queue and finishes open wrap-ups, the
-writer drains and commits, the store closes."""
+Start: the caller directory is checked, the store opened and locked, its rows loaded (bad ones
+quarantined), the listeners bound, then systemd hears READY=1. Any failure there is one
+StartupError line (acdbridge/errors.py). Stop: the AMI link closes, the tracker drains its
+queue and saves the calls in progress, the writer drains and commits, the store closes."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,84 +28,98 @@ from acdbridge.adapters.callflow import CallFlow
 from acdbridge.adapters.fastagi import FastAgiServer
 from acdbridge.adapters.http import HttpServer
 from acdbridge.adapters.members import MembershipSync
-from acdbridge.adapters.metrics import Health, agi_family, build_families, new_registry, render, window_kpis
+from acdbridge.adapters.metrics import (
+    DaemonHealth,
+    Health,
+    agi_family,
+    build_families,
+    daemon_families,
+    http_family,
+    new_registry,
+    render,
+    window_kpis,
+)
 from acdbridge.adapters.mqtt import MqttPublisher
-from acdbridge.adapters.store import SqliteStore, Store
-from acdbridge.config import Config, ConfigError, load
+from acdbridge.adapters.store import Store
+from acdbridge.adapters.systemd import Notifier
+from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
 from acdbridge.core.board import agent_boards, queue_boards
 from acdbridge.core.kpi import KpiEngine, Kpis
-from acdbridge.core.pipeline import Pipeline, Record
+from acdbridge.core.pipeline import Pipeline
 from acdbridge.core.tallies import live_gauges
+from acdbridge.errors import AgiPortInUse, HttpPortInUse
+from acdbridge.runtime import health as rt_health
+from acdbridge.runtime.reload import Reloader
+from acdbridge.runtime.resume import Resumer
+from acdbridge.runtime.startup import check_directory, listen, open_store
+from acdbridge.runtime.supervise import every, supervise
+from acdbridge.runtime.track import Event, Recorder, call_ids_of_agi, track
+from acdbridge.runtime.writer import StoreWriter
 
 log = structlog.get_logger("acdbridge")
 QUEUE_SIZE = 50_000
-STALE_STATE_S = 900.0  # a saved state older than this is finished, not resumed
 METRICS_REFRESH_S = 1.0  # live gauges and counters
 BOARD_DELAY_S = 0.1
 CLOCK_MARGIN_S = 2.0
 KPI_REFRESH_S = 10.0  # window KPIs cost more (benchmarks/scrape_bench.py): refreshed less often
-BATCH = 500
-_END = None
-
-
-@dataclass
-class Counters:
-    events_dropped: int = 0
-    records_dropped: int = 0
-    store_write_errors: int = 0
-    visits_stored: int = 0
-    states_stored: int = 0
 
 
 def configure_logging() -> None:
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
-    )
+    tty = sys.stderr.isatty()
+    renderer: Any = structlog.dev.ConsoleRenderer() if tty else structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([] if tty else [structlog.processors.format_exc_info]),  # a traceback as one JSON field
             renderer,
         ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
     )
+    # panoramisk says "Not able to reconnect" in plain text at every attempt; the reconnect loop
+    # already reports each new error once, as JSON
+    logging.getLogger("panoramisk").setLevel(logging.ERROR)
 
 
 class Daemon:
     def __init__(self, cfg: Config, store: Store | None = None, config_path: Path | None = None) -> None:
         self.cfg = cfg
-        self.store: Store = store or SqliteStore(cfg.store.path)
-        self.counters = Counters()
-        self.events: asyncio.Queue[tuple[AmiMessage, float] | None] = asyncio.Queue(QUEUE_SIZE)
-        self.records: asyncio.Queue[tuple[str, Record] | None] = asyncio.Queue(QUEUE_SIZE)
+        self.store: Store = store or open_store(cfg.store.path)
+        self.events: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+        self.events_dropped = 0
+        self.writer = StoreWriter(self.store, QUEUE_SIZE)
         self.kpis = KpiEngine(cfg.kpi)
-        self.short_abandon_s = {q: c.short_abandon_s for q, c in cfg.kpi.queues.items()}
+        record = Recorder(self.kpis, self.writer)
         self.pipeline = Pipeline(
             cfg.wrapup_s,
-            on_visit=lambda r: self._put_record("visit", r),
-            on_agent_state=lambda r: self._put_record("agent_state", r),
+            on_visit=lambda r: record("visit", r),
+            on_agent_state=lambda r: record("agent_state", r),
             on_problem=lambda text: log.warning("tracker_problem", problem=text),
-            short_abandon_s=self.short_abandon_s,
-            on_leg=lambda r: self._put_record("ivr", r),
-            on_feedback=lambda r: self._put_record("feedback", r),
+            short_abandon_s={q: c.short_abandon_s for q, c in cfg.kpi.queues.items()},
+            on_leg=lambda r: record("ivr", r),
+            on_feedback=lambda r: record("feedback", r),
         )
         self.ami = AmiClient(cfg.ami, self._put_event)
-        self.config_path = config_path
         self.callflow: CallFlow | None = None
         self.agi: FastAgiServer | None = None
         self.members: MembershipSync | None = None
         if cfg.flow is not None:
             self.members = MembershipSync(cfg.flow, self.pipeline.members, self.ami.send, self.store)
             self.callflow = CallFlow(cfg.flow, cfg.kpi.timezone, self.members, self.pipeline, self.ami.send)
-            self.agi = FastAgiServer(self.callflow.handlers(), cfg.flow.agi_host, cfg.flow.agi_port,
+            handlers = {name: call_ids_of_agi(h) for name, h in self.callflow.handlers().items()}
+            self.agi = FastAgiServer(handlers, cfg.flow.agi_host, cfg.flow.agi_port,
                                      read_timeout_s=cfg.flow.agi_read_timeout_s,
                                      max_sessions=cfg.flow.agi_max_sessions)  # fmt: skip
         self.stop = asyncio.Event()
-        self.resumed = asyncio.Event()
+        self.restarts: dict[str, int] = {}
+        self.reloader = Reloader(config_path, self.callflow)
+        self.lag = rt_health.LoopLag()
+        self.notifier = Notifier()
         self._windows: dict[str, Kpis] = {}
-        self._windows_at = 0.0
+        self._waiting = 0
         self.registry, self.collector = new_registry()
         self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health,
                                board=lambda: self._board_json, token=cfg.http.token)  # fmt: skip
@@ -112,25 +128,44 @@ class Daemon:
         self.board_dirty = asyncio.Event()
 
     def _health(self) -> tuple[bool, dict[str, object]]:
-        ok = self.ami.stats.connected and self.counters.store_write_errors == 0
-        return ok, {"ami_connected": self.ami.stats.connected, "last_ami_error": self.ami.stats.last_error,
-                    "store_write_errors": self.counters.store_write_errors}  # fmt: skip
+        errors = self.writer.stats.store_write_errors
+        return self.ami.stats.connected and errors == 0, {
+            "ami_connected": self.ami.stats.connected, "last_ami_error": self.ami.stats.last_error,
+            "store_write_errors": errors, "task_restarts": sum(self.restarts.values()),
+        }  # fmt: skip
+
+    def daemon_health(self) -> DaemonHealth:
+        w, http = self.writer.stats, getattr(self.http, "stats", None)
+        return DaemonHealth(
+            self.lag.histogram, w.write_seconds,
+            queue_depth={"events": self.events.qsize(), "records": self.writer.queue.qsize()},
+            task_restarts=dict(self.restarts), config_reloads=dict(self.reloader.results),
+            input_problems=dict(getattr(self.pipeline, "problem_counts", {})),
+            store_quarantined=getattr(self.store, "quarantined", 0),
+            store_rows_rejected=getattr(self.store, "rejected", 0), records_lost=w.records_lost,
+            mqtt=(self.mqtt.stats.connected, self.mqtt.backlog) if self.mqtt else None,
+            sse=(getattr(http, "streams", 0), getattr(http, "sse_dropped", 0)) if http else None,
+        )  # fmt: skip
 
     def publish_metrics(self) -> None:
         """Render the core's state into an immutable list of metric families (on the loop)."""
         calls, agents = self.pipeline.calls, self.pipeline.agents
-        now = max(calls.now, time.time())  # windows move on even when no call comes
-        live = live_gauges(calls, agents, now)
-        drops = {"events": self.counters.events_dropped, "records": self.counters.records_dropped}
+        live = live_gauges(calls, agents, max(calls.now, time.time()))  # windows move on with no call
+        self._waiting = sum(live.calls_waiting.values())  # for systemd's STATUS= line
+        drops = {"events": self.events_dropped, "records": self.writer.stats.records_dropped}
         health = Health(self.ami.stats.connected, self.ami.stats.messages, self.ami.stats.reconnects,
-                        self.counters.store_write_errors, drops)  # fmt: skip
-        if now - self._windows_at >= KPI_REFRESH_S:
-            self._windows, self._windows_at = window_kpis(self.kpis, self.cfg.kpi, now), now
-        windows = self._windows
-        families = build_families(self.pipeline.tallies, live, health, windows, self.cfg.kpi)
+                        self.writer.stats.store_write_errors, drops)  # fmt: skip
+        families = build_families(self.pipeline.tallies, live, health, self._windows, self.cfg.kpi)
+        families += daemon_families(self.daemon_health())
         if self.agi is not None:
             families.append(agi_family(vars(self.agi.stats)))
+        if (http := getattr(self.http, "stats", None)) is not None:
+            families.append(http_family(vars(http), getattr(http, "GAUGES", ())))
         self.collector.publish(families)
+
+    def refresh_kpis(self) -> None:
+        now = max(self.pipeline.calls.now, time.time())
+        self._windows = window_kpis(self.kpis, self.cfg.kpi, now)
 
     def refresh_board(self) -> None:
         """Recompute the wallboard view; push it to the web clients when it changed."""
@@ -141,17 +176,15 @@ class Daemon:
             self.mqtt.update(queues, people)
         board = {"queues": {q: b.as_dict() for q, b in queues.items()},
                  "agents": {a: {"agent": b.agent, "state": b.state} for a, b in people.items()}}  # fmt: skip
-        data = json.dumps(board, ensure_ascii=False, sort_keys=True).encode()
+        data = json.dumps(board, ensure_ascii=False, sort_keys=True, allow_nan=False).encode()
         if data != self._board_json:
             self._board_json = data
             self.http.broadcast(data)
 
     async def _board(self) -> None:
         """Within BOARD_DELAY_S of an AMI event (and every second, so waits keep counting)."""
-        await self.resumed.wait()
         while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.board_dirty.wait(), 1.0)
+            await _first(1.0, self.board_dirty.wait(), self.stop.wait())
             await asyncio.sleep(BOARD_DELAY_S)  # coalesce a burst of events into one update
             self.board_dirty.clear()
             # in a quiet spell, wrap-ups still end: the PBX clock is this host's (loopback AMI);
@@ -159,195 +192,119 @@ class Daemon:
             self.pipeline.advance(time.time() - CLOCK_MARGIN_S)
             self.refresh_board()
 
-    async def _metrics(self) -> None:
-        await self.resumed.wait()  # never serve counters before they are restored from the store
-        await self.http.start()
-        try:
-            while not self.stop.is_set():
-                self.publish_metrics()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), METRICS_REFRESH_S)
-        finally:
-            await self.http.stop()
-
     def _put_event(self, msg: AmiMessage, received_at: float) -> None:
         try:
             self.events.put_nowait((msg, received_at))
         except asyncio.QueueFull:
-            self.counters.events_dropped += 1
-            if self.counters.events_dropped % 1000 == 1:
-                log.error("event_queue_full", dropped=self.counters.events_dropped)
-
-    def _put_record(self, kind: str, record: Record) -> None:
-        if kind == "visit":  # the canonical log line: one per finished visit
-            log.info("visit", **{k: record[k] for k in ("uniqueid", "queue", "outcome", "wait_s", "agent")})
-            self.kpis.add_visit(record)
-        elif kind == "ivr":
-            log.info(
-                "ivr_leg", **{k: record[k] for k in ("uniqueid", "hotline", "outcome", "ivr_s", "queue")}
-            )
-        elif kind == "feedback":
-            log.info("feedback", **{k: record[k] for k in ("uniqueid", "kind", "value", "queue", "agent")})
-            self.kpis.add_feedback(record)
-        else:
-            self.kpis.add_agent_state(record)
-        try:
-            self.records.put_nowait((kind, record))
-        except asyncio.QueueFull:
-            self.counters.records_dropped += 1
-            log.error("record_queue_full", dropped=self.counters.records_dropped, kind=kind)
+            self.events_dropped += 1
+            if self.events_dropped % 1000 == 1:
+                log.error("event_queue_full", dropped=self.events_dropped)
 
     async def _ami(self) -> None:
         try:
-            await self.ami.run(self.stop)
+            await supervise("ami", lambda: self.ami.run(self.stop), self.stop, self.restarts)
         finally:
-            await self.events.put(_END)
-
-    async def _resume(self) -> None:
-        # counters go on from what is stored, so a restart is no false reset for rate()
-        now = time.time()
-        recent = now - self.kpis.retention_s
-        visits = await asyncio.to_thread(self.store.visits, 0.0, float("inf"))
-        for visit in visits:
-            self.pipeline.tally(visit)
-            if visit["end_ts"] >= recent:
-                self.kpis.add_visit(visit)
-        for state in await asyncio.to_thread(self.store.agent_states, recent, float("inf")):
-            self.kpis.add_agent_state(state)
-        for leg in await asyncio.to_thread(self.store.ivr_legs, 0.0, float("inf")):
-            self.pipeline.tallies.add_ivr_leg(leg)
-        for fb in await asyncio.to_thread(self.store.feedback, 0.0, float("inf")):
-            self.pipeline.tallies.add_feedback(fb)
-            if fb["ts"] >= recent:
-                self.kpis.add_feedback(fb)
-        if self.callflow is not None and self.members is not None:
-            repeat_since = now - self.callflow.recent.window_s
-            for visit in visits:  # in end_ts order, so each number's latest call is seen last
-                if visit["end_ts"] >= repeat_since:
-                    self.callflow.recent.seen(visit["caller"], visit["enter_ts"])
-            await self.members.load()
-        saved = await asyncio.to_thread(self.store.load_state)
-        if saved is None:
-            return
-        saved_at, state = saved
-        try:
-            self.pipeline.restore(state)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("saved_state_unreadable", error=str(exc))
-            return
-        age = time.time() - saved_at
-        log.info("resumed", calls=len(self.pipeline.calls.active), age_s=round(age, 1))
-        if age > STALE_STATE_S:  # too old to resume: report what had finished talking, drop the rest
-            self.pipeline.finish()
-            self.pipeline.calls.active.clear()
+            await self.events.put(None)
 
     async def _track(self) -> None:
-        try:
-            await self._resume()
-        finally:
-            self.resumed.set()
-        while (item := await self.events.get()) is not _END:
-            msg, received_at = item
-            try:
-                self.pipeline.feed(msg, received_at)
-            except Exception:  # a tracker bug must cost one event, not the daemon
-                log.exception("tracker_failed", event=msg.name)
-            self.board_dirty.set()
+        await supervise("tracker", lambda: track(self.events, self.pipeline, self.board_dirty.set),
+                        self.stop, self.restarts)  # fmt: skip
         # an orderly stop: calls in progress are saved, so a restart loses none of them
         await asyncio.to_thread(self.store.save_state, time.time(), self.pipeline.snapshot())
-        await self.records.put(_END)
+        await self.writer.end()
 
-    async def _write(self) -> None:
-        ended = False
-        while not ended:
-            item = await self.records.get()
-            batch = [item]
-            while len(batch) < BATCH and not self.records.empty():
-                batch.append(self.records.get_nowait())
-            ended = _END in batch
-            items = [it for it in batch if it is not None]
-            visits = [r for kind, r in items if kind == "visit"]
-            states = [r for kind, r in items if kind == "agent_state"]
-            legs = [r for kind, r in items if kind == "ivr"]
-            feedback = [r for kind, r in items if kind == "feedback"]
-            if visits or states or legs or feedback:
-                await self._store_batch(visits, states, legs, feedback)
+    def _status(self) -> str:
+        stats = self.ami.stats  # waiting: from the last metrics pass, not a gauge pass of its own
+        return rt_health.status_line(stats.connected, stats.last_error, len(self.pipeline.calls.active),
+                                     self._waiting)  # fmt: skip
 
-    async def _store_batch(
-        self, visits: list[Record], states: list[Record], legs: list[Record], feedback: list[Record]
-    ) -> None:
-        for attempt in range(3):
-            try:
-                if visits or states:
-                    await asyncio.to_thread(self.store.write, visits, states)
-                    self.counters.visits_stored += len(visits)
-                    self.counters.states_stored += len(states)
-                    visits, states = [], []  # stored: a retry of the rest must not count them twice
-                if legs or feedback:
-                    await asyncio.to_thread(self.store.write_flow, legs, feedback)
-                return
-            except Exception as exc:  # disk full, locked database...: retry, then count the loss
-                self.counters.store_write_errors += 1
-                log.error("store_write_failed", error=str(exc), attempt=attempt + 1, visits=len(visits))
-                await asyncio.sleep(0.5 * (attempt + 1))
+    async def _start(self) -> None:
+        """Load the store, then bind the listeners: /metrics never serves a count not yet restored."""
+        await Resumer(self.store, self.pipeline, self.kpis, self.callflow, self.members).run()
+        try:  # the first /metrics already has the restored counters
+            self.publish_metrics()
+        except Exception:  # the metrics task says it again, supervised; the start goes on
+            log.exception("metrics_failed_at_start")
+        cfg = self.cfg
+        await listen("HTTP", f"{cfg.http.host}:{cfg.http.port}", self.http.start, HttpPortInUse)
+        if self.agi is not None and cfg.flow is not None:
+            await listen("FastAGI", f"{cfg.flow.agi_host}:{cfg.flow.agi_port}", self.agi.start, AgiPortInUse)
+        self.notifier.ready()
 
-    def reload(self) -> None:
-        """SIGHUP: read the config again; agent profiles, hotlines and routing apply at once. The
-        rest (ports, store) needs a restart. A broken file is reported and the old config kept."""
-        if self.config_path is None or self.callflow is None:
-            return
-        try:
-            cfg = load(self.config_path)
-        except ConfigError as exc:
-            log.error("reload_failed", problem=str(exc))
-            return
-        if cfg.flow is None:
-            log.error(
-                "reload_failed", problem="the new config has no [agi] section; keeping the old call flow"
-            )
-            return
-        self.callflow.reload(cfg.flow)
-        log.info("reloaded", agents=len(cfg.flow.profiles), hotlines=sorted(cfg.flow.hotlines))
+    def _tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        stop = self.stop
+        tasks: dict[str, Callable[[], Awaitable[None]]] = {
+            "store-writer": self.writer.run,
+            "metrics": lambda: every(METRICS_REFRESH_S, stop, self.publish_metrics),
+            "kpi-refresh": lambda: every(KPI_REFRESH_S, stop, self.refresh_kpis),
+            "wallboard": self._board,
+            "loop-lag": lambda: self.lag.run(stop),
+            "systemd": lambda: self.notifier.run(stop, self._status),
+        }
+        if self.mqtt is not None:
+            tasks["mqtt"] = partial(self.mqtt.run, stop)
+        if self.agi is not None and self.members is not None:
+            tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
+            tasks["member-sync"] = partial(self.members.run, stop)
+        return tasks
 
-    async def _fastagi(self, server: FastAgiServer) -> None:
-        await self.resumed.wait()
-        await server.serve_forever(self.stop)
-
-    async def _member_sync(self, members: MembershipSync) -> None:
-        await self.resumed.wait()
-        await members.run(self.stop)
+    def _on_stop_signal(self) -> None:
+        if not self.stop.is_set():
+            self.notifier.stopping()
+            self.stop.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.reload)
         log.info(
             "daemon_start", ami=f"{self.cfg.ami.host}:{self.cfg.ami.port}", store=str(self.cfg.store.path)
         )
         try:
+            await self._start()
+            tasks = self._tasks()
+            # every task's series exists from the start, so increase() sees the first restart
+            self.restarts.update(dict.fromkeys(("ami", "tracker", *tasks), 0))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._ami(), name="ami")
                 tg.create_task(self._track(), name="tracker")
-                tg.create_task(self._write(), name="store-writer")
-                tg.create_task(self._metrics(), name="metrics-http")
-                tg.create_task(self._board(), name="wallboard")
-                if self.mqtt is not None:
-                    tg.create_task(self.mqtt.run(self.stop), name="mqtt")
-                if self.agi is not None and self.members is not None:
-                    tg.create_task(self._fastagi(self.agi), name="fastagi")
-                    tg.create_task(self._member_sync(self.members), name="member-sync")
+                for name, body in tasks.items():
+                    tg.create_task(supervise(name, body, self.stop, self.restarts), name=name)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            await asyncio.to_thread(self.store.close)
-            ignored = self.pipeline.calls.ignored + self.pipeline.agents.ignored
-            log.info("daemon_stop", **vars(self.counters), ami_reconnects=self.ami.stats.reconnects,
-                     ami_messages=self.ami.stats.messages, ami_malformed=self.ami.stats.malformed,
-                     ignored_transitions=dict(ignored))  # fmt: skip
+            self.notifier.stopping()
+            await self._close()
+
+    async def _close(self) -> None:
+        if self.agi is not None:
+            await self.agi.close()
+        await self.http.stop()
+        await asyncio.to_thread(self.store.close)
+        self.notifier.close()
+        ignored = self.pipeline.calls.ignored + self.pipeline.agents.ignored
+        stats = vars(self.writer.stats) | {"write_seconds": self.writer.stats.write_seconds.total}
+        log.info("daemon_stop", **stats, events_dropped=self.events_dropped, task_restarts=self.restarts,
+                 ami_reconnects=self.ami.stats.reconnects, ami_messages=self.ami.stats.messages,
+                 ami_malformed=self.ami.stats.malformed, ignored_transitions=dict(ignored))  # fmt: skip
+
+
+async def _wait(stop: asyncio.Event) -> None:
+    await stop.wait()
+
+
+async def _first(seconds: float, *waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def run(cfg: Config, config_path: Path | None = None) -> int:
     configure_logging()
+    check_directory(cfg.flow)
     asyncio.run(Daemon(cfg, config_path=config_path).run())
     return 0

@@ -81,7 +81,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from acdbridge import config
     from acdbridge.replay import dumps, replay_kpis, replay_legs, replay_metrics, replay_records
 
-    cfg = config.load(args.config) if args.config else config.Config()
+    cfg = config.load(args.config, for_daemon=False) if args.config else config.Config()
     if args.metrics:
         sys.stdout.write(replay_metrics(args.trace, cfg).decode())
         return 0
@@ -106,10 +106,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return app.run(config.load(args.config), args.config)
 
 
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Every problem of the file, one per line (exit 2 when there is an error); with --pbx also
+    the comparison with the PBX over AMI. Warnings never change the exit status."""
+    import asyncio
+
+    from acdbridge import config
+    from acdbridge.settings.pbxcheck import check_pbx
+    from acdbridge.settings.summary import summary
+
+    try:
+        data = config.read(args.config)
+    except config.ConfigError as exc:
+        print(exc)
+        return exc.exit_status
+    cfg, problems = config.validate(data, str(args.config))
+    if args.pbx:
+        ami_errors = [e for e in problems.errors if e.startswith(f"{args.config}: ami.")]
+        if ami_errors:
+            problems.error("ami", "not compared with the PBX: fix the ami settings first")
+        else:
+            asyncio.run(check_pbx(cfg, problems))
+    for line in (*problems.errors, *problems.warnings):
+        print(line)
+    if problems.errors:
+        print(f"{args.config}: {len(problems.errors)} errors, {len(problems.warnings)} warnings")
+        return 2
+    compared = " and matches the PBX" if args.pbx else ""
+    print(f"{args.config}: OK{compared} ({len(problems.warnings)} warnings)")
+    for line in summary(cfg):
+        print(f"  {line}")
+    return 0
+
+
 def _cmd_prompts_build(args: argparse.Namespace) -> int:
     from acdbridge import config, prompts
 
-    flow = config.load(args.config).flow
+    flow = config.load(args.config, for_daemon=False).flow
     if flow is None or not flow.prompts:
         raise config.ConfigError(f"{args.config}: no [agi] section with hotline prompts to build")
     root = None if args.sounds_dir else args.dir / "root"
@@ -151,7 +184,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from acdbridge.adapters.store import SqliteStore
     from acdbridge.replay import dumps
 
-    path = args.db if args.db else config.load(args.config).store.path
+    path = args.db if args.db else config.load(args.config, for_daemon=False).store.path
     if not path.exists():
         raise config.ConfigError(f"no store at {path}")
     store = SqliteStore(path)
@@ -184,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon: AMI in, call legs and agent states to the store")
     p.add_argument("--config", type=Path, required=True, help="TOML config (see docs/daemon.md)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check-config", help="report every mistake in a config file (exit 2 if any)")
+    p.add_argument("--config", type=Path, required=True, help="TOML config (see docs/config.md)")
+    p.add_argument("--pbx", action="store_true", help="also log into AMI and compare with the PBX")
+    p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("export", help="print stored queue visits that ended in [--from, --to)")
     p.add_argument("--from", dest="since", type=_when, required=True, help="epoch seconds or ISO 8601 (UTC)")

@@ -1,11 +1,15 @@
-"""acdbridge's configuration: a TOML file read into frozen dataclasses. Every error names the
-file and the key; defaults suit the lab (`acdbridge lab up`).
+"""acdbridge's configuration: a TOML file read into frozen dataclasses. Every key is described in
+docs/config.md. Parsing records EVERY problem (settings/problems.py) instead of stopping at the
+first: `acdbridge check-config` prints them all, and load() -- used by `acdbridge run`, SIGHUP
+and the other commands -- raises one ConfigError listing them all. There are no built-in
+secrets: the AMI secret comes from `secret`, `secret_file` or the systemd credential
+`ami-secret` (settings/secrets.py).
 
     [ami]
     host = "127.0.0.1"
     port = 5038
     username = "acdbridge"
-    secret = "..."
+    secret_file = "/etc/acdbridge/ami-secret"   # or secret = "...", or LoadCredential=ami-secret:...
     ping_interval_s = 10       # a Ping every 10 s; no answer in action_timeout_s = hung PBX
     action_timeout_s = 5
     reconnect_min_s = 0.5      # backoff doubles up to reconnect_max_s, with jitter
@@ -18,56 +22,57 @@ file and the key; defaults suit the lab (`acdbridge lab up`).
     [http]
     listen = "127.0.0.1:9108"  # /metrics, /healthz and the wallboard (/); loopback unless you mean it
     token = "..."              # optional: the wallboard then needs ?token=...
-
-    [kpi]
-    timezone = "Asia/Shanghai" # "today" and the half-hour intervals follow the centre's clock
-    windows_min = [15, 60]     # rolling windows
-    interval_min = 30          # closed report intervals
-    ring_cadence_s = 6         # one ring of the ringback tone, for avg_rings
-    cost_per_hour = 1200.0     # optional: the centre's cost rate, enables cost_per_call
-
-    [agents."Ana Torres"]      # inputs from outside the ACD; without them the metric is absent
-    qa_score = 92.5            # QA monitoring score, passed through
-    schedule = [["2026-11-23T08:00:00+08:00", "2026-11-23T16:00:00+08:00"]]   # for adherence
-
-    [mqtt]                     # optional: LED signs and other MQTT subscribers (docs/mqtt.md)
-    host = "127.0.0.1"
-    port = 1883
-    topic_prefix = "acdbridge"
-
-    [queues.water]
-    wrapup_s = 5               # used only when GetConfig of queues.conf is not allowed
-    sl_threshold_s = 20        # service level: answered within this many seconds
-    sl_target = 0.8            # ... for this share of calls (alerts compare against it)
-    short_abandon_s = 5        # abandons this quick are not counted against the queue
 """
 
 from __future__ import annotations
 
 import math
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from acdbridge.adapters.mqtt import MqttConfig, parse_mqtt
-from acdbridge.core.kpi import KpiConfig, QueueKpiConfig
+from acdbridge.adapters.mqtt import MqttConfig
+from acdbridge.core.kpi import DAY_S, KpiConfig, QueueKpiConfig
 from acdbridge.errors import AcdError
-from acdbridge.flowconfig import FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
+from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
+from acdbridge.settings import checks
+from acdbridge.settings.mqttsecret import parse_mqtt_section
+from acdbridge.settings.problems import Problems, dotted, get, known, listen, table
+from acdbridge.settings.secrets import secret
+
+__all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
+           "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
+SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt"} | FLOW_SECTIONS
 
 
 class ConfigError(AcdError):
+    """The config has problems; `problems` holds each one's line (FILE: key: text)."""
+
     code = "config"
     exit_status = 2
+
+    def __init__(self, message: str, *, detail: str = "", problems: list[str] | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.problems = problems if problems is not None else [message]
+
+    @classmethod
+    def of(cls, problems: list[str]) -> ConfigError:
+        if len(problems) == 1:
+            return cls(problems[0])
+        return cls(f"{len(problems)} problems:", detail="\n".join(problems), problems=problems)
 
 
 @dataclass(frozen=True)
 class AmiConfig:
     host: str = "127.0.0.1"
-    port: int = 25038
+    port: int = 5038
     username: str = "acdbridge"
-    secret: str = "acdbridge-change-me"
+    secret: str = field(default="", repr=False)  # no default: the file, secret_file or a credential
     ping_interval_s: float = 10.0
     action_timeout_s: float = 5.0
     reconnect_min_s: float = 0.5
@@ -84,7 +89,7 @@ class StoreConfig:
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 9108
-    token: str | None = None  # the wallboard asks for ?token=... when set
+    token: str | None = field(default=None, repr=False)  # the wallboard asks for ?token=... when set
 
 
 @dataclass(frozen=True)
@@ -98,166 +103,200 @@ class Config:
     flow: FlowConfig | None = None  # no [agi] section: no greeting, routing or feature codes
 
 
-def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{source}: [{name}] must be a table")
-    return value
+def _ami(p: Problems, t: dict[str, Any], env: Mapping[str, str], require_secret: bool) -> AmiConfig:
+    w, d = "ami", AmiConfig()
+    known(p, t, w, (set(AmiConfig.__dataclass_fields__) | {"secret_file"}))
+    the_secret = secret(p, t, w, "secret", "ami-secret", env)
+    if require_secret and the_secret is None and not {"secret", "secret_file"} & set(t):
+        p.error(
+            "ami.secret",
+            "missing: set ami.secret_file (chmod 600), ami.secret, or the systemd "
+            "credential ami-secret (LoadCredential=ami-secret:/path)",
+        )
+    low = get(p, t, "reconnect_min_s", w, float, d.reconnect_min_s, lo=0.05, hi=3600)
+    high = get(p, t, "reconnect_max_s", w, float, d.reconnect_max_s, lo=0.05, hi=3600)
+    if high < low:
+        p.error("ami.reconnect_max_s", f"smaller than ami.reconnect_min_s ({high:g} < {low:g})")
+    capture = get(p, t, "capture", w, str, None, empty=False)
+    return AmiConfig(
+        host=get(p, t, "host", w, str, d.host, empty=False),
+        port=get(p, t, "port", w, int, d.port, lo=1, hi=65535),
+        username=get(p, t, "username", w, str, d.username, empty=False), secret=the_secret or "",
+        ping_interval_s=get(p, t, "ping_interval_s", w, float, d.ping_interval_s, lo=1, hi=3600),
+        action_timeout_s=get(p, t, "action_timeout_s", w, float, d.action_timeout_s, lo=0.5, hi=300),
+        reconnect_min_s=low, reconnect_max_s=high, capture=Path(capture) if capture else None,
+    )  # fmt: skip
 
 
-def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ConfigError(f"{where}{key}: expected {kind.__name__}, got {value!r}")
-    if isinstance(value, float) and (not math.isfinite(value) or value <= 0):
-        raise ConfigError(f"{where}{key}: must be a positive number, got {value!r}")
-    return value
+def _http(p: Problems, t: dict[str, Any]) -> HttpConfig:
+    known(p, t, "http", {"listen", "token"})
+    host, port = listen(p, t, "http", "127.0.0.1:9108")
+    token = get(p, t, "token", "http", str, None, secret=True)
+    if token is not None and not token.strip():
+        p.error("http.token", "is empty, which would turn the token off: remove the key for no token")
+        token = None
+    return HttpConfig(host, port, token)
 
 
-def parse(data: dict[str, Any], source: str = "<config>") -> Config:
-    unknown = set(data) - {"ami", "store", "queues", "http", "kpi", "agents", "mqtt"} - FLOW_SECTIONS
-    if unknown:
-        raise ConfigError(f"{source}: unknown sections {sorted(unknown)}")
-    ami_t = _section(data, "ami", source)
-    where = f"{source}: ami."
-    known = set(AmiConfig.__dataclass_fields__)
-    if set(ami_t) - known:
-        raise ConfigError(f"{where} unknown keys {sorted(set(ami_t) - known)}")
-    d = AmiConfig()
-    port = _typed(ami_t, "port", int, where, d.port)
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{where}port: out of range 1-65535: {port}")
-    capture = _typed(ami_t, "capture", str, where, None)
-    ami = AmiConfig(
-        host=_typed(ami_t, "host", str, where, d.host),
-        port=port,
-        username=_typed(ami_t, "username", str, where, d.username),
-        secret=_typed(ami_t, "secret", str, where, d.secret),
-        ping_interval_s=_typed(ami_t, "ping_interval_s", float, where, d.ping_interval_s),
-        action_timeout_s=_typed(ami_t, "action_timeout_s", float, where, d.action_timeout_s),
-        reconnect_min_s=_typed(ami_t, "reconnect_min_s", float, where, d.reconnect_min_s),
-        reconnect_max_s=_typed(ami_t, "reconnect_max_s", float, where, d.reconnect_max_s),
-        capture=Path(capture) if capture else None,
-    )
-    store_t = _section(data, "store", source)
-    if set(store_t) - {"path"}:
-        raise ConfigError(f"{source}: store.: unknown keys {sorted(set(store_t) - {'path'})}")
-    store = StoreConfig(Path(_typed(store_t, "path", str, f"{source}: store.", "acdbridge.sqlite")))
+def _queues(p: Problems, t: dict[str, Any]) -> tuple[dict[str, float], dict[str, QueueKpiConfig]]:
     wrapup: dict[str, float] = {}
     queue_kpi: dict[str, QueueKpiConfig] = {}
-    for queue, qt in _section(data, "queues", source).items():
-        keys = {"wrapup_s", "sl_threshold_s", "short_abandon_s", "sl_target"}
-        if not isinstance(qt, dict) or set(qt) - keys:
-            raise ConfigError(f"{source}: queues.{queue}: expected a table with {', '.join(sorted(keys))}")
-        seconds = {k: _seconds(qt[k], f"{source}: queues.{queue}.{k}") for k in keys if k in qt}
+    keys = {"wrapup_s", "sl_threshold_s", "short_abandon_s", "sl_target"}
+    for queue, value in t.items():
+        where = dotted("queues", queue)
+        qt = table(p, value, where)
+        known(p, qt, where, keys)
+        seconds = {
+            k: v
+            for k in sorted(keys - {"sl_target"} & set(qt))
+            if (v := _seconds(p, qt, k, where)) is not None
+        }
         if "wrapup_s" in seconds:
             wrapup[queue] = seconds.pop("wrapup_s")
-        try:
-            queue_kpi[queue] = QueueKpiConfig(**seconds)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: queues.{queue}: {exc}") from exc
-    kpi = _kpi(_section(data, "kpi", source), queue_kpi, _section(data, "agents", source), source)
-    mqtt = None
-    if "mqtt" in data:
-        try:
-            mqtt = parse_mqtt(_section(data, "mqtt", source), source)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-    try:
-        flow = parse_flow(data, source)
-    except FlowConfigError as exc:
-        raise ConfigError(str(exc)) from exc
-    return Config(ami, store, wrapup, _http(_section(data, "http", source), source), kpi, mqtt, flow)
+        target = get(p, qt, "sl_target", where, float, 0.8)
+        if not 0 <= target <= 1:
+            p.error(where, f"sl_target must be a ratio between 0 and 1, got {target!r}")
+            target = 0.8
+        queue_kpi[queue] = QueueKpiConfig(**seconds, sl_target=target)
+    return wrapup, queue_kpi
 
 
-def _seconds(value: Any, where: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < 0
-        or not math.isfinite(value)
-    ):
-        raise ConfigError(f"{where}: expected seconds >= 0, got {value!r}")
+def _seconds(p: Problems, t: dict[str, Any], key: str, where: str) -> float | None:
+    value = t[key]
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        p.error(dotted(where, key), f"expected seconds >= 0, got {value!r}")
+        return None
     return float(value)
 
 
-def _agents(
-    table: dict[str, Any], source: str
-) -> tuple[dict[str, float], dict[str, list[tuple[float, float]]]]:
+def _schedule(p: Problems, spans: Any, where: str) -> list[tuple[float, float]]:
+    if not isinstance(spans, list):
+        p.error(where, "expected an array of [start, end] times")
+        return []
+    out = []
+    for span in spans:
+        if not (isinstance(span, list) and len(span) == 2 and all(isinstance(t, str) for t in span)):
+            p.error(where, f"expected [start, end] ISO 8601 times, got {span!r}")
+            continue
+        try:
+            start, end = (datetime.fromisoformat(t).timestamp() for t in span)
+        except ValueError as exc:
+            p.error(where, str(exc))
+            continue
+        if end <= start:
+            p.error(where, f"{span[1]} is not after {span[0]}")
+        else:
+            out.append((start, end))
+    return out
+
+
+def _agents(p: Problems, t: dict[str, Any]) -> tuple[dict[str, float], dict[str, list[tuple[float, float]]]]:
     scores: dict[str, float] = {}
     schedules: dict[str, list[tuple[float, float]]] = {}
-    for agent, at in table.items():
-        where = f"{source}: agents.{agent}."
-        if not isinstance(at, dict) or set(at) - {"qa_score", "schedule", "extension", "interface", "skills"}:
-            raise ConfigError(
-                f"{where} expected a table with qa_score, schedule, extension, interface, skills"
-            )
-        if "qa_score" in at:
-            scores[agent] = _seconds(at["qa_score"], f"{where}qa_score")
-        spans = at.get("schedule", [])
-        if not isinstance(spans, list):
-            raise ConfigError(f"{where}schedule: expected a list of [start, end] times")
-        for span in spans:
-            if not (isinstance(span, list) and len(span) == 2 and all(isinstance(t, str) for t in span)):
-                raise ConfigError(f"{where}schedule: expected [start, end] ISO 8601 times, got {span!r}")
-            try:
-                start, end = (datetime.fromisoformat(t).timestamp() for t in span)
-            except ValueError as exc:
-                raise ConfigError(f"{where}schedule: {exc}") from exc
-            if end <= start:
-                raise ConfigError(f"{where}schedule: {span[1]} is not after {span[0]}")
-            schedules.setdefault(agent, []).append((start, end))
+    for agent, value in t.items():
+        where = dotted("agents", agent)
+        at = table(p, value, where)
+        known(p, at, where, AGENT_KEYS)
+        score = get(p, at, "qa_score", where, float, None, lo=0, hi=100)
+        if score is not None:
+            scores[agent] = score
+        spans = _schedule(p, at.get("schedule", []), dotted(where, "schedule"))
+        if spans:
+            schedules[agent] = spans
     return scores, schedules
 
 
 def _kpi(
-    table: dict[str, Any], queues: dict[str, QueueKpiConfig], agents: dict[str, Any], source: str
+    p: Problems, t: dict[str, Any], queues: dict[str, QueueKpiConfig], agents: dict[str, Any]
 ) -> KpiConfig:
-    where = f"{source}: kpi."
-    known = {"timezone", "windows_min", "interval_min", "ring_cadence_s", "cost_per_hour"}
-    if set(table) - known:
-        raise ConfigError(f"{where} unknown keys {sorted(set(table) - known)}")
-    scores, schedules = _agents(agents, source)
-    windows = table.get("windows_min", [15, 60])
-    if not isinstance(windows, list) or not windows or not all(isinstance(w, int | float) for w in windows):
-        raise ConfigError(f"{where}windows_min: expected a list of minutes, got {windows!r}")
+    w = "kpi"
+    known(p, t, w, {"timezone", "windows_min", "interval_min", "ring_cadence_s", "cost_per_hour"})
+    scores, schedules = _agents(p, agents)
+    windows = t.get("windows_min", [15, 60])
+    if (
+        not isinstance(windows, list)
+        or not windows
+        or not all(type(m) in (int, float) and 0 < m <= 7 * 24 * 60 for m in windows)
+    ):
+        p.error("kpi.windows_min", f"expected an array of minutes (0-10080), got {windows!r}")
+        windows = [15, 60]
+    interval = get(p, t, "interval_min", w, float, 30.0, lo=1, hi=1440)
+    if DAY_S % (interval * 60):
+        p.error("kpi.interval_min", f"{interval:g}: the report interval_s must divide a day (86400 s)")
+        interval = 30.0
+    timezone = get(p, t, "timezone", w, str, "UTC")
     try:
-        return KpiConfig(
-            queues=queues,
-            windows_s=tuple(float(w) * 60 for w in windows),
-            interval_s=_typed(table, "interval_min", float, where, 30.0) * 60,
-            ring_cadence_s=_typed(table, "ring_cadence_s", float, where, 6.0),
-            timezone=_typed(table, "timezone", str, where, "UTC"),
-            cost_per_hour=_typed(table, "cost_per_hour", float, where, None),
-            qa_scores=scores or None,
-            schedules=schedules or None,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"{where} {exc}") from exc
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        p.error("kpi.timezone", f"unknown timezone {timezone!r} (an IANA name such as Asia/Shanghai)")
+        timezone = "UTC"
+    return KpiConfig(
+        queues=queues, windows_s=tuple(float(m) * 60 for m in windows), interval_s=interval * 60,
+        ring_cadence_s=get(p, t, "ring_cadence_s", w, float, 6.0, lo=0.5, hi=60), timezone=timezone,
+        cost_per_hour=get(p, t, "cost_per_hour", w, float, None, lo=0), qa_scores=scores or None,
+        schedules=schedules or None,
+    )  # fmt: skip
 
 
-def _http(table: dict[str, Any], source: str) -> HttpConfig:
-    if set(table) - {"listen", "token"}:
-        raise ConfigError(f"{source}: http.: unknown keys {sorted(set(table) - {'listen', 'token'})}")
-    token = _typed(table, "token", str, f"{source}: http.", None)
-    listen = _typed(table, "listen", str, f"{source}: http.", "127.0.0.1:9108")
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {listen!r}")
-    return HttpConfig(host.strip("[]"), int(port), token or None)
+def validate(
+    data: dict[str, Any], source: str = "<config>", env: Mapping[str, str] | None = None,
+    *, for_daemon: bool = True,
+) -> tuple[Config, Problems]:  # fmt: skip
+    """The config and every problem in it (errors and warnings); the Config holds defaults where
+    a value was wrong, so it is only fit to run when there are no errors. `for_daemon=False` is
+    for the offline commands (replay, export): they read thresholds and paths, never the PBX, so
+    a config without the AMI secret is fine for them."""
+    p = Problems(source)
+    env = os.environ if env is None else env
+    if not data and for_daemon:
+        p.error("", "the file is empty: at least [ami] with the PBX's address and secret is needed")
+    unknown = sorted(set(data) - SECTIONS)
+    if unknown:
+        p.error("", f"unknown sections {unknown}; known: {', '.join(sorted(SECTIONS))}")
+    sections = {
+        name: table(p, data.get(name, {}), name)
+        for name in ("ami", "store", "http", "kpi", "queues", "agents")
+    }
+    ami = _ami(p, sections["ami"], env, require_secret=for_daemon)
+    known(p, sections["store"], "store", {"path"})
+    store = StoreConfig(
+        Path(get(p, sections["store"], "path", "store", str, "acdbridge.sqlite", empty=False))
+    )
+    wrapup, queue_kpi = _queues(p, sections["queues"])
+    http = _http(p, sections["http"])
+    kpi = _kpi(p, sections["kpi"], queue_kpi, sections["agents"])
+    mqtt = parse_mqtt_section(p, table(p, data["mqtt"], "mqtt"), env) if "mqtt" in data else None
+    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p))
+    checks.check(cfg, p, data)
+    return cfg, p
 
 
-def load(path: Path) -> Config:
+def parse(
+    data: dict[str, Any], source: str = "<config>", env: Mapping[str, str] | None = None,
+    *, for_daemon: bool = True,
+) -> Config:  # fmt: skip
+    cfg, problems = validate(data, source, env, for_daemon=for_daemon)
+    if problems.errors:
+        raise ConfigError.of(problems.errors)
+    return cfg
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict; one clear line when it is unreadable, not UTF-8 or not TOML."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
     try:
-        data = tomllib.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse(data, str(path))
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load(path: Path, *, for_daemon: bool = True) -> Config:
+    return parse(read(path), str(path), for_daemon=for_daemon)

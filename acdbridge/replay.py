@@ -56,7 +56,8 @@ def replay_records(path: Path, wrapup_s: dict[str, float] | None = None,
 
 
 def dumps(record: Record) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    # strict: NaN or Infinity is not JSON; a record holding one is a bug, never silently written
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _run(path: Path, cfg: Config, finish: bool) -> tuple[Pipeline, KpiEngine, list[Record], list[Record]]:

@@ -16,14 +16,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RULES = Path("grafana/alerts/acdbridge.rules.yml")
 RULE_TESTS = Path("grafana/alerts/acdbridge.rules.test.yml")
-ALERTS = (
-    "AcdAbandonmentSpike",
-    "AcdServiceLevelLow",
-    "AcdLongestWaitHigh",
-    "AcdCallersWaitingNoAgent",
-    "AcdAmiDown",
-    "AcdDaemonDown",
-)
+DAEMON_RULES = Path("grafana/alerts/daemon.rules.yml")  # the daemon's own health
+DAEMON_RULE_TESTS = Path("grafana/alerts/daemon.rules.test.yml")
+# every rule file with its promtool test file and the alerts it must define
+RULE_FILES = {
+    RULES: (RULE_TESTS, ("AcdAbandonmentSpike", "AcdServiceLevelLow", "AcdLongestWaitHigh",
+                         "AcdCallersWaitingNoAgent", "AcdAmiDown", "AcdDaemonDown")),
+    DAEMON_RULES: (DAEMON_RULE_TESTS, ("AcdEventLoopLagHigh", "AcdInternalQueueDrops",
+                                       "AcdTasksRestarting", "AcdStoreWriteErrors", "AcdStoreQuarantine",
+                                       "AcdConfigReloadRejected")),
+}  # fmt: skip
+ALERTS = tuple(a for _, alerts in RULE_FILES.values() for a in alerts)
 
 _RULE_START = re.compile(r"^\s*-\s+(alert|record):\s*(\S+)\s*$", re.MULTILINE)
 _ALERTNAME = re.compile(r"^\s*(?:-\s+)?alertname:\s*(\S+)\s*$")
@@ -49,12 +52,14 @@ def _run_promtool(*args: str) -> None:
     )
 
 
-def test_promtool_accepts_the_rule_file() -> None:
-    _run_promtool("check", "rules", str(RULES))
+@pytest.mark.parametrize("rules", list(RULE_FILES), ids=str)
+def test_promtool_accepts_the_rule_file(rules: Path) -> None:
+    _run_promtool("check", "rules", str(rules))
 
 
-def test_the_rule_unit_tests_pass() -> None:
-    _run_promtool("test", "rules", str(RULE_TESTS))
+@pytest.mark.parametrize("rules", list(RULE_FILES), ids=str)
+def test_the_rule_unit_tests_pass(rules: Path) -> None:
+    _run_promtool("test", "rules", str(RULE_FILES[rules][0]))
 
 
 @dataclass(frozen=True)
@@ -104,20 +109,21 @@ def _expectations(text: str) -> dict[str, list[bool]]:
     return found
 
 
-def test_every_alert_is_defined_with_severity_and_annotations() -> None:
-    alerts = [b for b in _rule_blocks((REPO / RULES).read_text(encoding="utf-8")) if b.kind == "alert"]
-    missing = set(ALERTS) - {b.name for b in alerts}
-    assert not missing, f"alerts missing from {RULES}: {sorted(missing)}"
+@pytest.mark.parametrize("rules", list(RULE_FILES), ids=str)
+def test_every_alert_is_defined_with_severity_and_annotations(rules: Path) -> None:
+    alerts = [b for b in _rule_blocks((REPO / rules).read_text(encoding="utf-8")) if b.kind == "alert"]
+    missing = set(RULE_FILES[rules][1]) - {b.name for b in alerts}
+    assert not missing, f"alerts missing from {rules}: {sorted(missing)}"
     for block in alerts:
         for needed in ("severity:", "summary:", "description:", "{{ $"):
-            assert needed in block.text, f"alert {block.name} in {RULES} lacks {needed!r}"
+            assert needed in block.text, f"alert {block.name} in {rules} lacks {needed!r}"
 
 
-@pytest.mark.parametrize("alert", ALERTS)
-def test_every_alert_is_unit_tested_firing_and_not_firing(alert: str) -> None:
-    expectations = _expectations((REPO / RULE_TESTS).read_text(encoding="utf-8")).get(alert, [])
-    assert True in expectations, f"{RULE_TESTS}: no case where {alert} fires (exp_alerts with entries)"
-    assert False in expectations, f"{RULE_TESTS}: no case where {alert} stays quiet (exp_alerts: [])"
+@pytest.mark.parametrize(("alert", "tests"), [(a, t) for t, alerts in RULE_FILES.values() for a in alerts])
+def test_every_alert_is_unit_tested_firing_and_not_firing(alert: str, tests: Path) -> None:
+    expectations = _expectations((REPO / tests).read_text(encoding="utf-8")).get(alert, [])
+    assert True in expectations, f"{tests}: no case where {alert} fires (exp_alerts with entries)"
+    assert False in expectations, f"{tests}: no case where {alert} stays quiet (exp_alerts: [])"
 
 
 def test_the_expectation_scanner_reads_both_kinds() -> None:

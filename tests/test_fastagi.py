@@ -612,3 +612,80 @@ def test_non_utf8_headers_are_replaced_not_fatal() -> None:
 
     assert run(main()).server_closed
     assert seen[0].env["agi_calleridname"] == "Jos\ufffd"
+
+
+# --- limits (docs/security.md) ---
+
+
+def test_header_block_limits_end_the_session_and_are_counted_by_kind() -> None:
+    blocks = [
+        b"".join(b"agi_arg_%d: x\n" % i for i in range(1, 300)) + b"\n",  # over MAX_ENV_LINES
+        b"".join(b"agi_arg_%d: %s\n" % (i, b"y" * 5000) for i in range(1, 20)) + b"\n",  # over MAX_ENV_BYTES
+        b"agi_network: yes\nX-Forwarded-For: 10.0.0.1\n\n",  # not agi_*
+        b"agi_network: yes\nAGI_CHANNEL: x\n\n",
+        b"agi_network: yes\nagi_channel=x\n\n",
+    ]
+
+    async def main() -> tuple[list[Call], Call, FastAgiServer]:
+        async with serving(only(noop)) as server:
+            bad = [await fake_asterisk(server.port, headers=b) for b in blocks]
+            return bad, await fake_asterisk(server.port, ["200 result=1"]), server
+
+    with capture_logs() as logs:
+        bad, good, server = run(main())
+    assert all(c.server_closed and c.commands == [] for c in bad)
+    assert good.commands == ['VERBOSE "hi" 1']
+    s = server.stats
+    assert (s.failed, s.oversized, s.malformed, s.completed) == (5, 2, 3, 1)
+    errors = [e["error"] for e in logs if e["event"] == "fastagi header block rejected"]
+    # one line per kind per minute, however many came: a storm does not flood the journal
+    assert len(errors) == 2 and "over 256 lines" in errors[0] and "not agi_*" in errors[1]
+
+
+def test_a_byte_a_second_header_block_is_cut_at_the_deadline_not_per_read() -> None:
+    async def trickle(port: int) -> float:
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        closed = asyncio.ensure_future(reader.read())
+        for byte in header_block():
+            if closed.done():
+                break
+            writer.write(bytes([byte]))
+            await asyncio.wait([closed], timeout=0.05)  # every read is far inside any per-read timeout
+        writer.close()
+        return time.monotonic() - started
+
+    async def main() -> tuple[float, FastAgiServer]:
+        async with serving(only(noop), header_timeout_s=0.5) as server:
+            _, silent_w = await asyncio.open_connection("127.0.0.1", server.port)
+            took = await trickle(server.port)
+            await wait_until(lambda: server.stats.probes == 1)
+            silent_w.close()
+            return took, server
+
+    took, server = run(main())
+    assert took < 1.0
+    s = server.stats
+    assert (s.timeouts, s.failed, s.probes, s.completed) == (1, 1, 1, 0)  # the silent one is a probe
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (
+            "520-Invalid command syntax.\n" + "usage line\n" * 300 + "520 End of proper usage.",
+            "over 256 lines",
+        ),
+        ("100 Trying...\n" * 20 + "200 result=0", "over 16 provisional lines"),
+    ],
+)
+def test_a_flood_of_reply_lines_ends_the_session(reply: str, why: str) -> None:
+    async def main() -> tuple[Call, FastAgiServer]:
+        async with serving(only(noop)) as server:
+            return await fake_asterisk(server.port, [reply]), server
+
+    with capture_logs() as logs:
+        call, server = run(main())
+    assert call.commands == ['VERBOSE "hi" 1'] and call.server_closed
+    assert (server.stats.failed, server.stats.oversized) == (1, 1)
+    assert any(why in e.get("error", "") for e in logs)

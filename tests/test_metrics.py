@@ -123,14 +123,22 @@ def test_http_endpoint_answers_and_refuses_clearly() -> None:
 
 def test_every_series_the_alert_rules_use_is_exported() -> None:
     """The shipped alert rules and the exposition must not drift apart."""
-    from acdbridge.adapters.metrics import Health, build_families, new_registry, render, window_kpis
+    from acdbridge.adapters.metrics import (
+        DaemonHealth,
+        Health,
+        build_families,
+        daemon_families,
+        new_registry,
+        render,
+        window_kpis,
+    )
     from acdbridge.config import Config
     from acdbridge.core.kpi import KpiEngine
     from acdbridge.core.pipeline import Pipeline
-    from acdbridge.core.tallies import live_gauges
+    from acdbridge.core.tallies import Histogram, live_gauges
     from acdbridge.replay import read_chunks
 
-    rules = (Path(__file__).parents[1] / "grafana/alerts/acdbridge.rules.yml").read_text()
+    rules = "".join(p.read_text() for p in (Path(__file__).parents[1] / "grafana/alerts").glob("*.rules.yml"))
     used = set(re.findall(r"\b(acd_[a-z_]+)", rules))
     cfg = Config()
     visits: list[dict[str, object]] = []
@@ -144,7 +152,11 @@ def test_every_series_the_alert_rules_use_is_exported() -> None:
     live = live_gauges(pipeline.calls, pipeline.agents, pipeline.calls.now)
     health = Health(True, 1, 0, 0, {"events": 0, "records": 0})
     windows = window_kpis(engine, cfg.kpi, pipeline.calls.now)
-    collector.publish(build_families(pipeline.tallies, live, health, windows, cfg.kpi))
+    lag, writes = Histogram((0.1,)), Histogram((0.1,))
+    daemon = DaemonHealth(lag, writes, queue_depth={"events": 0}, task_restarts={"metrics": 0})
+    collector.publish(
+        build_families(pipeline.tallies, live, health, windows, cfg.kpi) + daemon_families(daemon)
+    )
     exported = {name for name, _, _ in samples(render(registry).decode())}
     exported |= {re.sub(r"_(bucket|count|sum)$", "", n) for n in exported}
     assert used and used <= exported, sorted(used - exported)

@@ -105,7 +105,8 @@ def test_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> 
 
 
 def test_config_defaults_and_values() -> None:
-    cfg = parse({"ami": {"port": 5038, "capture": "/tmp/x.ami"}, "queues": {"water": {"wrapup_s": 30}}})
+    ami = {"port": 5038, "capture": "/tmp/x.ami", "secret": "s3cret"}
+    cfg = parse({"ami": ami, "queues": {"water": {"wrapup_s": 30}}})
     assert cfg.ami.port == 5038 and cfg.ami.capture == Path("/tmp/x.ami") and cfg.wrapup_s == {"water": 30.0}
     assert cfg.ami.ping_interval_s > 0 and cfg.ami.reconnect_max_s >= cfg.ami.reconnect_min_s
 
@@ -113,6 +114,7 @@ def test_config_defaults_and_values() -> None:
 def test_kpi_config_with_outside_inputs(tmp_path: Path) -> None:
     path = tmp_path / "acd.toml"
     path.write_text(
+        '[ami]\nsecret = "s3cret"\n'
         '[kpi]\ntimezone = "Asia/Shanghai"\nwindows_min = [5, 30]\ncost_per_hour = 600\n'
         "[queues.water]\nsl_threshold_s = 30\nsl_target = 0.9\n"
         '[agents."Ana Torres"]\nqa_score = 88\n'

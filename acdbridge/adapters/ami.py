@@ -17,9 +17,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import structlog
@@ -46,6 +49,7 @@ class AmiStats:
     connected: bool = False
     messages: int = 0
     reconnects: int = 0
+    connections: int = 0  # successful logins
     malformed: int = 0
     last_error: str = ""
 
@@ -72,9 +76,20 @@ class _Manager(Manager):  # type: ignore[misc]
     def __init__(self, lost: asyncio.Event, **config: Any) -> None:
         super().__init__(**config)
         self.lost = lost
+        self.refused = asyncio.Event()
+        self.refusal = "refused"
 
     def connection_lost(self, exc: Exception | None) -> None:  # no panoramisk reconnect
         self.lost.set()
+
+    def login(self, future: asyncio.Future[Any]) -> bool:
+        # panoramisk only calls on_login on success; a refusal would look like a silent PBX
+        ok = bool(super().login(future))
+        if not ok:
+            with contextlib.suppress(Exception):
+                self.refusal = str(future.result().get("Message", "")) or "refused"
+            self.refused.set()
+        return ok
 
 
 class _Session:
@@ -107,12 +122,13 @@ class AmiClient:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set."""
-        capture = self.cfg.capture.open("ab") if self.cfg.capture else None
+        capture = open_private(self.cfg.capture) if self.cfg.capture else None
         try:
             await keep_connected(
                 "ami", lambda: self._session(stop, capture), stop,
                 (OSError, TimeoutError, ConnectionError, AmiLoginError), self.stats,
-                self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, host=self.cfg.host, port=self.cfg.port,
+                self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, level="error", host=self.cfg.host,
+                port=self.cfg.port,
             )  # fmt: skip
         finally:
             if capture is not None:
@@ -131,11 +147,9 @@ class AmiClient:
         )  # fmt: skip
         try:
             await asyncio.wait_for(manager.connect(), cfg.action_timeout_s)
-            try:
-                await asyncio.wait_for(logged_in.wait(), cfg.action_timeout_s)
-            except TimeoutError:
-                raise AmiLoginError(f"login as {cfg.username!r} refused or unanswered") from None
+            await self._login(manager, logged_in)
             self.stats.connected = True
+            self.stats.connections += 1
             log.info("ami_connected", host=cfg.host, port=cfg.port)
             for fields, as_list in RESYNC_ACTIONS:
                 await self.action(manager, fields, as_list=as_list)
@@ -145,6 +159,18 @@ class AmiClient:
             self._manager = None
             self.stats.connected = False
             manager.close()
+
+    async def _login(self, manager: _Manager, logged_in: asyncio.Event) -> None:
+        waits = {asyncio.ensure_future(logged_in.wait()), asyncio.ensure_future(manager.refused.wait())}
+        try:
+            await asyncio.wait(waits, timeout=self.cfg.action_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        if manager.refused.is_set():
+            raise AmiLoginError(f"login as {self.cfg.username!r} refused: {manager.refusal}")
+        if not logged_in.is_set():
+            raise AmiLoginError(f"login as {self.cfg.username!r} unanswered")
 
     def _count_and_forward(self, msg: AmiMessage, received_at: float) -> None:
         self.stats.messages += 1
@@ -172,6 +198,11 @@ class AmiClient:
                 raise TimeoutError("the PBX did not answer a Ping") from None
         if lost.is_set() and not stop.is_set():
             raise ConnectionError("AMI connection lost")
+
+
+def open_private(path: Path) -> BinaryIO:
+    """Append to a capture, created 0600: it holds callers' numbers and names."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
 
 
 def succeeded(response: Any) -> bool:

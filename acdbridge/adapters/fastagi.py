@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,97 +20,27 @@ from typing import Any
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from acdbridge.adapters.agi_protocol import (
+    MAX_LINE,
+    MAX_PROVISIONAL,
+    MAX_REPLY_LINES,
+    AgiCommandError,
+    AgiHangup,
+    AgiOversized,
+    AgiProtocolError,
+    AgiReply,
+    AgiRequest,
+    EnvBlock,
+    _q,
+    quote,
+    reply_code,
+)
+
+__all__ = ["AgiCommandError", "AgiHangup", "AgiProtocolError", "AgiReply", "AgiRequest", "AgiSession",
+           "AgiStats", "FastAgiServer", "Handler", "quote"]  # fmt: skip
 log = structlog.get_logger("acdbridge.fastagi")
-MAX_LINE = 8192  # a bound on what one connection can make us buffer for a line
 PLAYBACK_S = 120.0  # default allowance for a prompt to play (STREAM FILE, GET DATA)
-_REPLY = re.compile(r"(\d{3})(-|\s|$)(.*)", re.ASCII)
-_RESULT = re.compile(r"result=(\S*)\s*(.*)")
-
-
-class AgiHangup(Exception):
-    """The channel hung up: a HANGUP line, a 511 reply, a -1 result or the socket closed."""
-
-
-class AgiProtocolError(Exception):
-    """A line that is not AGI; the session cannot go on."""
-
-
-class AgiCommandError(AgiProtocolError):
-    """Asterisk rejected a command (510 unknown, 520 bad syntax); the session is still in step."""
-
-
-def _q(line: str, width: int = 80) -> str:
-    return repr(line if len(line) <= width else line[:width] + "...")
-
-
-def quote(arg: str) -> str:
-    """One AGI argument: res_agi's parser honours double quotes and backslash escapes."""
-    if "\n" in arg or "\r" in arg:  # a newline would end the command and start another one
-        raise ValueError(f"newline in AGI argument {_q(arg)}")
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@dataclass(frozen=True)
-class AgiRequest:
-    env: dict[str, str]  # the agi_* headers as sent, keys with their agi_ prefix
-    script: str  # agi_network_script without query string or surrounding slashes
-    args: tuple[str, ...]
-
-    @classmethod
-    def from_env(cls, env: dict[str, str]) -> AgiRequest:
-        script = env.get("agi_network_script", "").partition("?")[0].strip("/")
-        args, n = [], 1
-        while (arg := env.get(f"agi_arg_{n}")) is not None:
-            args.append(arg)
-            n += 1
-        return cls(env, script, tuple(args))
-
-    @property
-    def channel(self) -> str:
-        return self.env.get("agi_channel", "")
-
-    @property
-    def uniqueid(self) -> str:
-        return self.env.get("agi_uniqueid", "")
-
-    @property
-    def caller(self) -> str:
-        caller = self.env.get("agi_callerid", "")
-        return "" if caller == "unknown" else caller
-
-    @property
-    def extension(self) -> str:
-        return self.env.get("agi_extension", "")
-
-    @property
-    def context(self) -> str:
-        return self.env.get("agi_context", "")
-
-    @property
-    def dnid(self) -> str:
-        return self.env.get("agi_dnid", "")
-
-
-@dataclass(frozen=True)
-class AgiReply:
-    code: int
-    result: str  # "" when the reply has no result= (5xx) or an empty one (GET DATA timeout)
-    data: str  # the rest of the line, without the parentheses around it: "timeout", "endpos=12"
-    raw: str
-
-    @property
-    def result_int(self) -> int | None:
-        with contextlib.suppress(ValueError):
-            return int(self.result)
-        return None
-
-    @classmethod
-    def parse(cls, code: int, raw: str) -> AgiReply:
-        rest = raw.partition("\n")[0][4:]
-        if not (m := _RESULT.match(rest)):
-            return cls(code, "", rest, raw)
-        data = m[2][1:-1] if m[2].startswith("(") and m[2].endswith(")") else m[2]
-        return cls(code, m[1], data, raw)
+LOG_EVERY_S = 60.0  # refusals before a session exists: one log line per kind per minute
 
 
 @dataclass
@@ -117,8 +48,11 @@ class AgiStats:
     sessions: int = 0  # accepted (not rejected) connections
     completed: int = 0  # handler returned
     hangups: int = 0  # handler ended by AgiHangup
-    failed: int = 0  # malformed line, timeout or handler exception
-    probes: int = 0  # closed before a complete header block, or sent nothing
+    failed: int = 0  # malformed line, timeout or handler exception (the next three are among them)
+    malformed: int = 0  # a header or reply line that is not AGI
+    oversized: int = 0  # a line, header block or reply over its limit (agi_protocol.py)
+    timeouts: int = 0  # the header block not complete in time, or a command without its reply
+    probes: int = 0  # closed before a complete header block, or silent until the header deadline
     rejected: int = 0  # over max_sessions, or arriving while closing
     unknown_script: int = 0
     commands: int = 0
@@ -133,7 +67,7 @@ async def _readline(reader: asyncio.StreamReader) -> str | None:
         return None
     except asyncio.LimitOverrunError:
         head = await reader.read(80)  # still buffered: returns at once
-        raise AgiProtocolError(f"line over {MAX_LINE} bytes: {_q(head.decode(errors='replace'))}") from None
+        raise AgiOversized(f"line over {MAX_LINE} bytes: {_q(head.decode(errors='replace'))}") from None
     return raw.decode(errors="replace").rstrip("\r\n")
 
 
@@ -185,21 +119,27 @@ class AgiSession:
         return AgiReply.parse(code, raw)
 
     async def _read_reply(self, line: str) -> tuple[int, str]:
+        provisional = 0
         while True:
             reply = await _readline(self._reader)
             if reply is None:
                 raise self._gone(f"connection closed during {_q(line)}")
             if reply.strip() == "HANGUP":  # sent whenever the caller goes; the reply may follow
                 raise self._gone(f"HANGUP during {_q(line)}")
-            if not (m := _REPLY.match(reply)):
+            if (parsed := reply_code(reply)) is None:
                 raise AgiProtocolError(f"reply to {_q(line)} does not start with a code: {_q(reply)}")
-            code, lines = int(m[1]), [reply]
-            while m[2] == "-" and not lines[-1].startswith(f"{code} "):  # 520-usage ... 520 End
-                if (more := await _readline(self._reader)) is None:
+            (code, more), lines = parsed, [reply]
+            while more and not lines[-1].startswith(f"{code} "):  # 520-usage ... 520 End
+                if len(lines) >= MAX_REPLY_LINES:
+                    raise AgiOversized(f"reply to {_q(line)} over {MAX_REPLY_LINES} lines")
+                if (next_line := await _readline(self._reader)) is None:
                     raise self._gone(f"connection closed during {_q(line)}")
-                lines.append(more)
+                lines.append(next_line)
             if code >= 200:  # 1xx is provisional: EXEC Gosub sends "100 Trying..." then its 200
                 return code, "\n".join(lines)
+            provisional += 1
+            if provisional > MAX_PROVISIONAL:
+                raise AgiOversized(f"reply to {_q(line)}: over {MAX_PROVISIONAL} provisional lines")
 
     async def _digit(self, line: str, limit: float | None) -> str | None:
         reply = await self._send(line, limit)
@@ -279,10 +219,13 @@ class FastAgiServer:
         self._port: int | None = None  # the bound one, still known after close()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._logged: dict[str, float] = {}  # kind -> when it was last logged
 
     async def start(self) -> None:
+        # a deep backlog: calls arriving in a burst are refused or served at once, never left to a
+        # 1 s SYN retry (the kernel drops what an accept queue of asyncio's default 100 cannot hold)
         self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._bind_port, limit=MAX_LINE
+            self._on_connect, self.host, self._bind_port, limit=MAX_LINE, backlog=256
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("fastagi_listening", host=self.host, port=self._port, scripts=sorted(self.handlers))
@@ -319,6 +262,8 @@ class FastAgiServer:
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closing or self.stats.in_flight >= self.max_sessions:
             self.stats.rejected += 1
+            self._log_once("rejected", "fastagi connection rejected", in_flight=self.stats.in_flight,
+                           max_sessions=self.max_sessions)  # fmt: skip
             await _close(writer)  # the dialplan goes on with AGISTATUS=FAILURE
             return
         self.stats.sessions += 1
@@ -337,28 +282,36 @@ class FastAgiServer:
 
     async def _read_headers(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
         """The header block, or None for a probe: EOF before its blank line, or nothing sent."""
-        env: dict[str, str] = {}
+        block = EnvBlock()
         try:
-            async with asyncio.timeout(self.header_timeout_s):  # one deadline for the whole block
+            # one deadline for the whole block: a byte-a-second peer gains nothing over a fast one
+            async with asyncio.timeout(self.header_timeout_s):
                 while (line := await _readline(reader)) is not None:
-                    if not line:
-                        return env
-                    key, sep, value = line.partition(": ")
-                    if not sep:
-                        raise AgiProtocolError(f"header line without ': ': {_q(line)}")
-                    env[key] = value
+                    if block.feed(line):
+                        return block.env
                 return None
         except TimeoutError:
-            if env:
+            if block.lines or await _peek(reader):
                 raise TimeoutError(f"header block incomplete after {self.header_timeout_s} s") from None
             return None
+
+    def _failed(self, exc: BaseException) -> None:
+        """Count a failure with its kind (the kinds are part of failed)."""
+        self.stats.failed += 1
+        if isinstance(exc, AgiOversized):
+            self.stats.oversized += 1
+        elif isinstance(exc, AgiProtocolError) and not isinstance(exc, AgiCommandError):
+            self.stats.malformed += 1
+        elif isinstance(exc, TimeoutError):
+            self.stats.timeouts += 1
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             env = await self._read_headers(reader)
         except (AgiProtocolError, TimeoutError) as e:
-            self.stats.failed += 1
-            log.error("fastagi header block rejected", error=str(e))
+            self._failed(e)
+            kind = "oversized" if isinstance(e, AgiOversized) else type(e).__name__
+            self._log_once(kind, "fastagi header block rejected", error=str(e), level="error")
             return
         if env is None:
             self.stats.probes += 1
@@ -369,7 +322,8 @@ class FastAgiServer:
             handler = self.handlers.get(request.script.partition("/")[0])
             if handler is None:
                 self.stats.unknown_script += 1
-                log.error("fastagi unknown script", known=sorted(self.handlers))
+                self._log_once("unknown_script", "fastagi unknown script", known=sorted(self.handlers),
+                               level="error")  # fmt: skip
                 return
             try:
                 await handler(AgiSession(request, reader, writer, self.stats, self.read_timeout_s))
@@ -377,10 +331,27 @@ class FastAgiServer:
                 self.stats.hangups += 1
                 log.info("fastagi caller hung up", reason=str(e))
             except (AgiProtocolError, TimeoutError) as e:
-                self.stats.failed += 1
+                self._failed(e)
                 log.error("fastagi session failed", error=str(e))
-            except Exception:  # CancelledError is a BaseException and goes through
-                self.stats.failed += 1
+            except Exception as e:  # CancelledError is a BaseException and goes through
+                self._failed(e)
                 log.exception("fastagi handler failed")
             else:
                 self.stats.completed += 1
+
+    def _log_once(self, kind: str, event: str, *, level: str = "warning", **fields: object) -> None:
+        """Refusals before a session exists come in storms (a scanner, a flood): one line per kind
+        per minute, with the running count, rather than one per connection."""
+        now = time.monotonic()
+        if now - self._logged.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged[kind] = now
+            log.log(logging.ERROR if level == "error" else logging.WARNING, event, **fields)
+
+
+async def _peek(reader: asyncio.StreamReader) -> bytes:
+    """What is buffered now, without waiting: read() returns at once when there is any."""
+    try:
+        async with asyncio.timeout(0):
+            return await reader.read(80)
+    except TimeoutError:
+        return b""

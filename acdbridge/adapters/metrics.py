@@ -7,7 +7,7 @@ served from another thread never touches loop-owned state. Domain code never set
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -29,6 +29,66 @@ class Health:
     ami_reconnects: int
     store_write_errors: int
     drops: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class DaemonHealth:
+    """The daemon's own health, beside the AMI link's (Health): rendered by daemon_families."""
+
+    loop_lag: Histogram
+    store_write_seconds: Histogram
+    queue_depth: Mapping[str, int] = field(default_factory=dict)
+    task_restarts: Mapping[str, int] = field(default_factory=dict)
+    config_reloads: Mapping[str, int] = field(default_factory=dict)
+    input_problems: Mapping[str, int] = field(default_factory=dict)
+    store_quarantined: int = 0
+    store_rows_rejected: int = 0
+    records_lost: int = 0
+    mqtt: tuple[bool, int] | None = None  # (connected, messages waiting to be published)
+    sse: tuple[int, int] | None = None  # (live /events clients, updates dropped for slow ones)
+
+
+def _labelled(kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str, doc: str, label: str,
+              values: Mapping[str, int]) -> Metric:  # fmt: skip
+    family = kind(name, doc, labels=[label])
+    for key, n in sorted(values.items()):
+        family.add_metric([key], n)
+    return family
+
+
+def daemon_families(h: DaemonHealth) -> list[Metric]:
+    families = [
+        _histogram("acd_event_loop_lag_seconds", "How late the event loop ran a timer (loop blocked)", [],
+                   [((), h.loop_lag)]),
+        _histogram("acd_store_write_seconds", "Time to write one batch to the store", [],
+                   [((), h.store_write_seconds)]),
+        _labelled(GaugeMetricFamily, "acd_internal_queue_depth", "Items waiting in an internal queue",
+                  "queue_name", h.queue_depth),
+        _labelled(CounterMetricFamily, "acd_task_restarts", "Background tasks restarted after a failure",
+                  "task", h.task_restarts),
+        _labelled(CounterMetricFamily, "acd_config_reloads", "SIGHUP reloads by result (ok, rejected)",
+                  "result", {"ok": 0, "rejected": 0, **h.config_reloads}),
+        _labelled(CounterMetricFamily, "acd_core_input_problems", "Bad AMI input and state evictions",
+                  "kind", h.input_problems),
+        CounterMetricFamily("acd_store_quarantined", "Rows moved to the store's quarantine table",
+                            value=h.store_quarantined),
+        CounterMetricFamily("acd_store_rows_rejected", "Records the store could not write (quarantined)",
+                            value=h.store_rows_rejected),
+        CounterMetricFamily("acd_store_records_lost", "Records lost after every write retry failed",
+                            value=h.records_lost),
+    ]  # fmt: skip
+    if h.mqtt is not None:
+        families += [
+            GaugeMetricFamily("acd_mqtt_connected", "1 while connected to the broker", value=int(h.mqtt[0])),
+            GaugeMetricFamily("acd_mqtt_backlog", "MQTT messages waiting to be published", value=h.mqtt[1]),
+        ]  # fmt: skip
+    if h.sse is not None:
+        families += [
+            GaugeMetricFamily("acd_http_sse_clients", "Live wallboard /events streams", value=h.sse[0]),
+            CounterMetricFamily("acd_http_sse_dropped", "Board updates dropped for slow /events clients",
+                                value=h.sse[1]),
+        ]  # fmt: skip
+    return families
 
 
 # Window KPIs exported as gauges {queue, window}: the catalogue's name -> Prometheus name and unit.
@@ -103,6 +163,51 @@ def _call_flow_families(tallies: Tallies) -> list[Metric]:
     return [ivr, surveys, codes, _histogram("acd_ivr_seconds", "Time in the greeting", ["hotline"], ivr_time)]
 
 
+def _window_families(windows: KpiWindows, kpi_config: KpiConfig | None) -> list[Metric]:
+    families: list[Metric] = []
+    for kind, metrics in (("queues", QUEUE_WINDOW_METRICS), ("agents", AGENT_WINDOW_METRICS)):
+        label = kind[:-1]
+        for metric, name in metrics.items():
+            gauge = GaugeMetricFamily(
+                name, f"{metric} over each window (docs/kpi.md)", labels=[label, "window"]
+            )
+            for window, kpis in sorted(windows.items()):
+                for who, values in sorted(kpis.get(kind, {}).items()):
+                    value = values.get(metric)
+                    if value is not None:  # an empty denominator is no sample, never 0
+                        gauge.add_metric([who, window], float(value))
+            families.append(gauge)
+    if kpi_config is not None:  # the configuration beside the figures
+        queues = sorted({q for kpis in windows.values() for q in kpis.get("queues", {})})
+        settings = (
+            ("acd_queue_sl_threshold_seconds", "sl_threshold_s", "Service-level threshold"),
+            ("acd_queue_sl_target_ratio", "sl_target", "Service-level target"),
+            ("acd_queue_short_abandon_seconds", "short_abandon_s", "Short-abandon threshold"),
+        )
+        for name, attr, doc in settings:
+            gauge = GaugeMetricFamily(name, doc, labels=["queue"])
+            for queue in queues:
+                gauge.add_metric([queue], getattr(kpi_config.queue(queue), attr))
+            families.append(gauge)
+    return families
+
+
+def _health_families(health: Health) -> list[Metric]:
+    families: list[Metric] = []
+    families += [
+        GaugeMetricFamily("acd_ami_connected", "1 while logged in to AMI", value=int(health.ami_connected)),
+        CounterMetricFamily("acd_ami_events", "AMI messages received", value=health.ami_events),
+        CounterMetricFamily("acd_ami_reconnects", "AMI reconnects", value=health.ami_reconnects),
+        CounterMetricFamily("acd_store_write_errors", "Failed store writes", value=health.store_write_errors),
+    ]
+    drops = CounterMetricFamily("acd_queue_drops", "Items dropped by a full internal queue",
+                                labels=["queue_name"])  # fmt: skip
+    for queue_name, n in sorted(health.drops.items()):
+        drops.add_metric([queue_name], n)
+    families.append(drops)
+    return families
+
+
 def build_families(
     tallies: Tallies,
     live: LiveGauges,
@@ -149,46 +254,9 @@ def build_families(
     for agent_key, n in sorted(live.agent_state.items()):
         agent_state.add_metric(list(agent_key), n)
     families += [waiting, longest, agents, agent_state]
-    for kind, metrics in (("queues", QUEUE_WINDOW_METRICS), ("agents", AGENT_WINDOW_METRICS)):
-        label = kind[:-1]
-        for metric, name in metrics.items():
-            gauge = GaugeMetricFamily(
-                name, f"{metric} over each window (docs/kpi.md)", labels=[label, "window"]
-            )
-            for window, kpis in sorted((windows or {}).items()):
-                for who, values in sorted(kpis.get(kind, {}).items()):
-                    value = values.get(metric)
-                    if value is not None:  # an empty denominator is no sample, never 0
-                        gauge.add_metric([who, window], float(value))
-            families.append(gauge)
-    if kpi_config is not None:  # the configuration beside the figures
-        queues = sorted({q for kpis in (windows or {}).values() for q in kpis.get("queues", {})})
-        settings = (
-            ("acd_queue_sl_threshold_seconds", "sl_threshold_s", "Service-level threshold"),
-            ("acd_queue_sl_target_ratio", "sl_target", "Service-level target"),
-            ("acd_queue_short_abandon_seconds", "short_abandon_s", "Short-abandon threshold"),
-        )
-        for name, attr, doc in settings:
-            gauge = GaugeMetricFamily(name, doc, labels=["queue"])
-            for queue in queues:
-                gauge.add_metric([queue], getattr(kpi_config.queue(queue), attr))
-            families.append(gauge)
+    families += _window_families(windows or {}, kpi_config)
     if health is not None:
-        families += [
-            GaugeMetricFamily(
-                "acd_ami_connected", "1 while logged in to AMI", value=int(health.ami_connected)
-            ),
-            CounterMetricFamily("acd_ami_events", "AMI messages received", value=health.ami_events),
-            CounterMetricFamily("acd_ami_reconnects", "AMI reconnects", value=health.ami_reconnects),
-            CounterMetricFamily(
-                "acd_store_write_errors", "Failed store writes", value=health.store_write_errors
-            ),
-        ]
-        drops = CounterMetricFamily("acd_queue_drops", "Items dropped by a full internal queue",
-                                    labels=["queue_name"])  # fmt: skip
-        for queue_name, n in sorted(health.drops.items()):
-            drops.add_metric([queue_name], n)
-        families.append(drops)
+        families += _health_families(health)
     return families
 
 
@@ -224,6 +292,16 @@ def new_registry() -> tuple[CollectorRegistry, SnapshotCollector]:
 
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+def http_family(stats: Mapping[str, int], gauges: Iterable[str] = ()) -> Metric:
+    """The HTTP server's request counters by kind (requests, timeouts, malformed, too_large...);
+    what is open now (the gauges) is left out: acd_http_sse_clients carries the streams."""
+    family = CounterMetricFamily("acd_http_events", "HTTP requests and refusals by kind", labels=["kind"])
+    for kind, n in sorted(stats.items()):
+        if kind not in gauges and isinstance(n, int):
+            family.add_metric([kind], n)
+    return family
 
 
 def agi_family(stats: Mapping[str, int]) -> Metric:

@@ -134,6 +134,11 @@ class MqttPublisher:
         self._retained: set[str] = set()  # topics the broker may hold a retained message for
         self._wake = asyncio.Event()
 
+    @property
+    def backlog(self) -> int:
+        """Messages waiting to be published (they pile up while the broker is unreachable)."""
+        return len(self._pending)
+
     def update(self, queues: dict[str, QueueBoard], agents: dict[str, AgentBoard]) -> None:
         """Take the current boards (on the loop); only what differs from the last state is marked."""
         prefix = self.cfg.topic_prefix

@@ -8,6 +8,7 @@ from typing import Any
 
 from acdbridge.core.kpi import KpiConfig, Kpis
 from acdbridge.core.tallies import LiveGauges
+from acdbridge.core.values import MAX_TS, finite
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class QueueBoard:
     @property
     def led(self) -> str:
         """One line for a 1-2 line LED matrix sign, e.g. 'WAIT 3 LONG 0:45 SL 82%'."""
-        longest = int(self.longest_wait_s)
+        # int() of inf or NaN raises: a gauge's value is finite, but a board must never fail
+        longest = int(min(finite(self.longest_wait_s), MAX_TS))
         sl = "--" if self.service_level is None else f"{round(self.service_level * 100)}%"
         return f"WAIT {self.calls_waiting} LONG {longest // 60}:{longest % 60:02d} SL {sl}"
 

@@ -187,7 +187,8 @@ def survey_script(max_score: int = 5) -> Generator[Step, str | None, None]:
     for attempt in range(2):
         yield SetVar("ACD_IVR_STAGE", "survey")
         pressed = yield Ask("acdbridge/survey", 6000)
-        if pressed and pressed.isdigit() and 1 <= int(pressed) <= max_score:
+        # 0-9 only: str.isdigit() also accepts '²', which int() refuses
+        if pressed and pressed.isascii() and pressed.isdigit() and 1 <= int(pressed) <= max_score:
             yield SetVar("ACD_SURVEY_SCORE", pressed)
             yield Play("acdbridge/survey-thanks")
             return

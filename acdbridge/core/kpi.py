@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from acdbridge.core.values import MAX_TS, is_ascii_digits
+
 Record = Mapping[str, Any]
 SATISFIED_SCORE = 4  # a survey score of 4 or 5 (of 5) counts as satisfied
 Kpis = dict[str, dict[str, dict[str, Any]]]  # {"queues": {name: {metric: value}}, "agents": {...}}
@@ -30,6 +32,31 @@ DAY_S = 86_400.0
 LONGEST_DAY_S = DAY_S + 3600.0  # a local day with a DST fall-back lasts 25 h
 BUSY = ("talking", "on_hold", "wrapup")
 NOT_WORKING = ("logged_out", "paused")
+# The numbers of a record the KPIs read. A record with any of them not finite or beyond MAX_TS
+# (a stored row from before values were checked, say) is left out: with every number at most
+# ~7e9 s no sum can overflow and no date computation can fail.
+_NUMBERS = ("end_ts", "enter_ts", "start_ts", "ts", "wait_s", "talk_s", "hold_s", "ring_s", "wrap_s")
+MAX_RECORDS = 500_000  # per table in KpiEngine: about a busy centre's day and a bit
+
+
+def sane(record: Record) -> bool:
+    """Every number the KPIs read is a finite float within +-MAX_TS (bool and int included)."""
+    for key in _NUMBERS:
+        x = record.get(key)
+        if x is None:
+            continue
+        if not isinstance(x, int | float) or not -MAX_TS <= x <= MAX_TS:  # False for NaN too
+            return False
+    return True
+
+
+def _any(_record: Record) -> bool:
+    return True
+
+
+def _clamp(now: float) -> float:
+    """A time datetime can take: 1e20 or inf would raise OverflowError there."""
+    return min(max(now, 0.0), MAX_TS) if math.isfinite(now) else 0.0
 
 
 @dataclass(frozen=True)
@@ -197,13 +224,17 @@ def kpis_over(
     start: float | None = None,
     end: float | None = None,
     feedback: Iterable[Record] = (),
+    *,
+    assume_sane: bool = False,
 ) -> Kpis:
     """KPIs of the visits that ended in [start, end) and the agent time inside it (None: unbounded).
-    Configured queues are always present; cost_per_call needs cost_per_hour and both bounds."""
+    Configured queues are always present; cost_per_call needs cost_per_hour and both bounds.
+    Records that are not `sane` are left out (assume_sane: the KpiEngine checked them already)."""
+    ok = _any if assume_sane else sane
     lo = -math.inf if start is None else start
     hi = math.inf if end is None else end
-    in_window = [v for v in visits if lo <= v["end_ts"] < hi]
-    states = [s for s in agent_states if _overlap(s["start_ts"], s["end_ts"], lo, hi) > 0]
+    in_window = [v for v in visits if lo <= v["end_ts"] < hi and ok(v)]
+    states = [s for s in agent_states if _overlap(s["start_ts"], s["end_ts"], lo, hi) > 0 and ok(s)]
     by_queue: dict[str, list[Record]] = {q: [] for q in cfg.queues}
     for v in in_window:
         by_queue.setdefault(v["queue"], []).append(v)
@@ -226,7 +257,7 @@ def kpis_over(
         n: _agent_kpis(n, answered.get(n, []), no_answer.get(n, 0), by_agent.get(n, []), cfg, lo, hi)
         for n in sorted(answered.keys() | no_answer.keys() | by_agent.keys())
     }
-    in_window_feedback = [f for f in feedback if lo <= f["ts"] < hi]
+    in_window_feedback = [f for f in feedback if lo <= f["ts"] < hi and ok(f)]
     return feedback_kpis(in_window_feedback, {"queues": queues, "agents": agents})
 
 
@@ -239,7 +270,8 @@ def feedback_kpis(feedback: Iterable[Record], kpis: Kpis) -> Kpis:
         by_queue.setdefault(f["queue"], []).append(f)
     for queue in sorted(by_queue.keys() | kpis["queues"].keys()):
         rows = by_queue.get(queue, [])
-        scores = [int(f["value"]) for f in rows if f["kind"] == "survey"]
+        # a stored score that is not 0-9 digits (from before legs.py checked them) is left out
+        scores = [int(f["value"]) for f in rows if f["kind"] == "survey" and _score(f["value"])]
         codes = [f for f in rows if f["kind"] == "disposition"]
         kpis["queues"].setdefault(queue, {}).update(
             surveys=len(scores),
@@ -251,15 +283,20 @@ def feedback_kpis(feedback: Iterable[Record], kpis: Kpis) -> Kpis:
     return kpis
 
 
+def _score(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 2 and is_ascii_digits(value)
+
+
 def day_start(now: float, cfg: KpiConfig) -> float:
     """Local midnight (cfg.timezone) of the day `now` falls in, as epoch seconds."""
-    local = datetime.fromtimestamp(now, cfg.tz)
+    local = datetime.fromtimestamp(_clamp(now), cfg.tz)
     return local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0).timestamp()
 
 
 def interval_bounds(now: float, cfg: KpiConfig) -> tuple[float, float]:
     """The last closed interval at `now`: boundaries are local clock times, multiples of interval_s
     from local midnight; an interval ending exactly at `now` is closed."""
+    now = _clamp(now)
     offset = datetime.fromtimestamp(now, cfg.tz).utcoffset()
     off_s = offset.total_seconds() if offset is not None else 0.0
     end = now - (now + off_s) % cfg.interval_s
@@ -271,8 +308,11 @@ class KpiEngine:
     kpis_over. Memory: records whose end_ts is older than retention_s before the newest record
     seen are dropped. A record seen twice (same key, as in the store) counts once."""
 
-    def __init__(self, cfg: KpiConfig) -> None:
+    def __init__(self, cfg: KpiConfig, max_records: int = MAX_RECORDS) -> None:
         self.cfg = cfg
+        self.max_records = max_records
+        self.rejected = 0  # records left out: a number not finite or out of range (see sane)
+        self.evicted = 0  # records dropped, oldest first, beyond max_records in a table
         self.retention_s = max(*cfg.windows_s, 2 * cfg.interval_s, LONGEST_DAY_S)
         self.newest_ts = -math.inf
         self._seq = 0
@@ -282,6 +322,9 @@ class KpiEngine:
         self._keys: set[tuple[Any, ...]] = set()
 
     def _add(self, rows: list[Row], key: tuple[Any, ...], record: Record) -> None:
+        if not sane(record):
+            self.rejected += 1
+            return
         if key in self._keys:
             return
         self._keys.add(key)
@@ -291,6 +334,9 @@ class KpiEngine:
         horizon = (self.newest_ts - self.retention_s,)
         for table in (self._visits, self._states, self._feedback):
             cut = bisect.bisect_left(table, horizon)
+            if len(table) - cut > self.max_records:
+                self.evicted += len(table) - cut - self.max_records
+                cut = len(table) - self.max_records
             self._keys.difference_update(row[2] for row in table[:cut])
             del table[:cut]
 
@@ -311,26 +357,32 @@ class KpiEngine:
         return len(self._visits), len(self._states)
 
     def over(self, start: float, end: float) -> Kpis:
-        if start < self.newest_ts - self.retention_s:
-            raise ValueError(f"window starts before the {self.retention_s:g} s the engine keeps")
+        # a window longer than what is kept is a caller's mistake; a window that starts before the
+        # newest record's horizon (a record from the future) just finds fewer records
+        if end - start > self.retention_s:
+            raise ValueError(f"window longer than the {self.retention_s:g} s the engine keeps")
         first = bisect.bisect_left(self._visits, (start,))
         last = bisect.bisect_left(self._visits, (end,))
         states_from = bisect.bisect_right(self._states, (start, math.inf))
         visits = [row[3] for row in self._visits[first:last]]
         fb = self._feedback
         in_window = [row[3] for row in fb[bisect.bisect_left(fb, (start,)) : bisect.bisect_left(fb, (end,))]]
-        return kpis_over(
-            visits, [row[3] for row in self._states[states_from:]], self.cfg, start, end, in_window
-        )
+        states = [row[3] for row in self._states[states_from:]]
+        return kpis_over(visits, states, self.cfg, start, end, in_window, assume_sane=True)
 
+    # `now` is clamped to the times the core believes in (core/values.py), so no clock a caller
+    # passes can make a window's dates fail
     def rolling(self, now: float, window_s: float) -> Kpis:
+        now = _clamp(now)
         return self.over(now - window_s, now)
 
     def interval(self, now: float) -> Kpis:
-        return self.over(*interval_bounds(now, self.cfg))
+        return self.over(*interval_bounds(_clamp(now), self.cfg))
 
     def today(self, now: float) -> Kpis:
+        now = _clamp(now)
         return self.over(day_start(now, self.cfg), now)
 
     def rolling_24h(self, now: float) -> Kpis:
+        now = _clamp(now)
         return self.over(now - DAY_S, now)

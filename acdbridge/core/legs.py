@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from acdbridge.core.ami import AmiMessage
+from acdbridge.core.values import is_ascii_digits
 
 Record = dict[str, Any]
-MAX_OPEN_LEGS = 10_000  # a leg whose Hangup was missed is dropped, oldest first, beyond this
+MAX_OPEN_LEGS = 10_000
+MAX_SCORE_DIGITS = 2  # a leg whose Hangup was missed is dropped, oldest first, beyond this
 
 
 @dataclass
@@ -86,7 +88,9 @@ class LegTracker:
             self.open[uid] = IvrLeg(uid, h.get("Linkedid", uid), value, h.get("CallerIDNum", ""), ts)
             return
         if name == "ACD_SURVEY_SCORE":
-            if value.isdigit():
+            # ASCII digits only ('²'.isdigit() is true and int('²') fails); two at most: the
+            # score is a metric label, so its values must stay a small set
+            if len(value) <= MAX_SCORE_DIGITS and is_ascii_digits(value):
                 self._feedback("survey", uid, value, "", ts)
             else:
                 self.problems += 1

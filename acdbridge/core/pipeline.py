@@ -9,8 +9,10 @@ from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.calls import CallTracker
 from acdbridge.core.legs import LegTracker
+from acdbridge.core.limits import Janitor, Limits
 from acdbridge.core.routing import MemberBook
 from acdbridge.core.tallies import Tallies
+from acdbridge.core.values import MAX_TS, MIN_TS, Problems, checked
 
 Record = dict[str, Any]
 DEFAULT_SHORT_ABANDON_S = 5.0
@@ -26,10 +28,15 @@ class Pipeline:
         short_abandon_s: dict[str, float] | None = None,
         on_leg: Callable[[Record], None] | None = None,
         on_feedback: Callable[[Record], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        # bad input and state evictions by short kind (a small fixed set, core/values.py
+        # PROBLEM_KINDS: bounded metric labels); the first of each kind goes to on_problem
+        self.problems = Problems(on_problem)
+        self.problem_counts: dict[str, int] = self.problems.counts
         self.tallies = Tallies()
         self.short_abandon_s = short_abandon_s or {}
-        self.parser = FrameParser(on_error=on_problem)
+        self.parser = self.new_parser()
         self.agents = AgentTracker(on_state=on_agent_state)
         self.calls = CallTracker(
             wrapup_s, on_visit=self._visit_done, on_problem=on_problem, on_wrap_end=self.agents.wrap_ended
@@ -37,6 +44,7 @@ class Pipeline:
         self._on_visit = on_visit
         self._on_leg, self._on_feedback = on_leg, on_feedback
         self.members = MemberBook()
+        self.janitor = Janitor(limits or Limits(), self.problems, self.calls, self.agents, self.members)
         self.legs = LegTracker(self._leg_done, self._feedback, self.calls.call_of_agent, self.calls.queue_of)
         # kept only without callbacks (a replay)
         self.ivr_legs: list[Record] = []
@@ -67,8 +75,12 @@ class Pipeline:
 
     def new_connection(self) -> None:
         """A new AMI connection starts with a banner: parse it afresh; tracked state stays."""
-        self.parser = FrameParser(on_error=self.parser.on_error)
+        self.parser = self.new_parser()
         self.members.new_connection()
+
+    def new_parser(self) -> FrameParser:
+        """A parser whose bad frames are counted here (the live AMI adapter may use one too)."""
+        return FrameParser(count=self.problems.count)
 
     def feed_bytes(self, data: bytes, received_at: float = 0.0) -> list[AmiMessage]:
         messages = self.parser.feed(data)
@@ -77,12 +89,23 @@ class Pipeline:
         return messages
 
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
+        """One message; received_at is when its bytes arrived (0: unknown, as in a replay)."""
+        if not MIN_TS < received_at <= MAX_TS:  # a broken host clock (or NaN): as if unknown
+            if received_at != 0.0:
+                self.problems.count("timestamp_out_of_range", f"receive time {received_at!r}")
+            received_at = 0.0
+        clean = checked(msg, received_at, self.problems)
+        if clean is not msg and "Timestamp" in msg.headers and "Timestamp" not in clean.headers:
+            # a bad Timestamp: the receive time stands in, or in a replay the clock so far
+            received_at = received_at if received_at > 0 else self.calls.now
+        msg = clean
         self.calls.feed(msg, received_at)
         ts = self.calls.now if "Timestamp" in msg.headers else received_at
         self.agents.feed(msg, ts)
         self.legs.feed(msg, ts)
         if msg.kind == "event":
             self.members.feed(msg.name, msg.headers)
+        self.janitor.after(self.calls.now)
 
     def snapshot(self) -> Record:
         return {

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from acdbridge.core.agents import AgentTracker
 from acdbridge.core.calls import CallTracker
+from acdbridge.core.values import MAX_TS
 
 Record = dict[str, Any]
 
@@ -23,6 +25,10 @@ HOLD_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 WRAP_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 IVR_BUCKETS = (5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 AGENT_STATES = ("logged_out", "ready", "paused", "ringing", "talking", "on_hold", "wrapup")
+# Label values (queue, agent, hotline, code) come from AMI: a new one beyond this many series in
+# a family is counted under "other", so no stream of invented names grows /metrics without bound.
+MAX_SERIES = 5_000
+OTHER = "other"
 
 
 @dataclass
@@ -64,33 +70,61 @@ class Tallies:
     ivr_time: dict[str, Histogram] = field(default_factory=dict)
     surveys: Counter[tuple[str, str]] = field(default_factory=Counter)  # (queue, score)
     dispositions: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (queue, code, resolved)
+    overflowed: int = 0  # observations counted under "other" (MAX_SERIES)
+
+    def _key(self, table: Mapping[Any, Any], key: Any, other: Any) -> Any:
+        if key in table or len(table) < MAX_SERIES:
+            return key
+        self.overflowed += 1
+        return other
+
+    def _hist(
+        self, table: dict[Any, Histogram], key: Any, other: Any, bounds: tuple[float, ...]
+    ) -> Histogram:
+        return table.setdefault(self._key(table, key, other), Histogram(bounds))
 
     def add_ivr_leg(self, leg: Record) -> None:
-        self.ivr[(leg["hotline"], leg["outcome"])] += 1
-        self.ivr_time.setdefault(leg["hotline"], Histogram(IVR_BUCKETS)).observe(leg["ivr_s"])
+        hotline = leg["hotline"]
+        self.ivr[self._key(self.ivr, (hotline, leg["outcome"]), (OTHER, OTHER))] += 1
+        self._hist(self.ivr_time, hotline, OTHER, IVR_BUCKETS).observe(_seconds(leg["ivr_s"]))
 
     def add_feedback(self, f: Record) -> None:
+        queue = f["queue"]
         if f["kind"] == "survey":
-            self.surveys[(f["queue"], f["value"])] += 1
+            self.surveys[self._key(self.surveys, (queue, f["value"]), (OTHER, OTHER))] += 1
         else:
-            self.dispositions[(f["queue"], f["value"], "true" if f.get("resolved") else "false")] += 1
+            resolved = "true" if f.get("resolved") else "false"
+            key = self._key(self.dispositions, (queue, f["value"], resolved), (OTHER, OTHER, resolved))
+            self.dispositions[key] += 1
 
     def add_visit(self, v: Record, short_abandon_s: float = 5.0) -> None:
         queue, outcome = v["queue"], v["outcome"]
-        self.calls[(queue, outcome)] += 1
-        if outcome == "abandoned" and v["wait_s"] <= short_abandon_s:
-            self.short_abandoned[queue] += 1
+        wait = _seconds(v["wait_s"])
+        self.calls[self._key(self.calls, (queue, outcome), (OTHER, outcome))] += 1
+        if outcome == "abandoned" and wait <= short_abandon_s:
+            self.short_abandoned[self._key(self.short_abandoned, queue, OTHER)] += 1
         if outcome != "blocked":
-            self.wait.setdefault((queue, outcome), Histogram(WAIT_BUCKETS)).observe(v["wait_s"])
+            self._hist(self.wait, (queue, outcome), (OTHER, outcome), WAIT_BUCKETS).observe(wait)
         for attempt in v["ring_attempts"]:
-            self.ring_attempts[(queue, attempt["agent"], attempt["result"] or "open")] += 1
+            result = attempt["result"] or "open"
+            key = self._key(self.ring_attempts, (queue, attempt["agent"], result), (OTHER, OTHER, result))
+            self.ring_attempts[key] += 1
         if v["transfer"]:
-            self.transfers[(queue, v["transfer"]["kind"])] += 1
+            kind = v["transfer"]["kind"]
+            self.transfers[self._key(self.transfers, (queue, kind), (OTHER, OTHER))] += 1
         if outcome == "answered":
-            self.talk.setdefault(queue, Histogram(TALK_BUCKETS)).observe(v["talk_s"])
-            self.hold.setdefault(queue, Histogram(HOLD_BUCKETS)).observe(v["hold_s"])
+            self._hist(self.talk, queue, OTHER, TALK_BUCKETS).observe(_seconds(v["talk_s"]))
+            self._hist(self.hold, queue, OTHER, HOLD_BUCKETS).observe(_seconds(v["hold_s"]))
             if v["wrap_s"] is not None:
-                self.wrap.setdefault(queue, Histogram(WRAP_BUCKETS)).observe(v["wrap_s"])
+                self._hist(self.wrap, queue, OTHER, WRAP_BUCKETS).observe(_seconds(v["wrap_s"]))
+
+
+def _seconds(x: Any) -> float:
+    """A duration to observe: a stored row's NaN, inf or absurd value counts as 0 rather than
+    turning a histogram's sum into NaN for good."""
+    if isinstance(x, int | float) and 0.0 <= x <= MAX_TS:
+        return float(x)
+    return 0.0
 
 
 @dataclass(frozen=True)

@@ -135,9 +135,12 @@ class DaemonProcess:
         self.config = workdir / "acdbridge.toml"
         self.store_path = workdir / "store.sqlite"
         self.capture = workdir / "capture.ami"
+        secret = workdir / "ami-secret"  # the secret in its own file (chmod 600), as in production
+        secret.write_text(AMI_USERS["acdbridge"] + "\n")
+        secret.chmod(0o600)
         self.config.write_text(
             f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\n'
-            f'secret = "{AMI_USERS["acdbridge"]}"\nping_interval_s = 2\naction_timeout_s = 3\n'
+            f'secret_file = "{secret}"\nping_interval_s = 2\naction_timeout_s = 3\n'
             f'reconnect_min_s = 0.2\nreconnect_max_s = 2\ncapture = "{self.capture}"\n'
             f'[store]\npath = "{self.store_path}"\n'
             f'[http]\nlisten = "127.0.0.1:{http_port or free_port()}"\n' + extra

@@ -1,0 +1,77 @@
+"""The tracker's side of the daemon: AMI messages in (from the bounded events queue), records out.
+
+Each event is fed to the core with its call's Uniqueid and Linkedid bound in structlog's
+contextvars, so every line logged while handling it names the call: one call's whole story is
+one grep (`grep 1733140000.42`). The finished records get one canonical log line each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from acdbridge.adapters.fastagi import AgiSession, Handler
+from acdbridge.core.ami import AmiMessage
+from acdbridge.core.kpi import KpiEngine
+from acdbridge.core.pipeline import Pipeline, Record
+from acdbridge.runtime.writer import StoreWriter
+
+log = structlog.get_logger("acdbridge")
+Event = tuple[AmiMessage, float] | None  # None: the AMI task has ended (an orderly stop)
+# the canonical line's fields per kind of record (the full record is in the store)
+LOG_FIELDS = {
+    "visit": ("uniqueid", "queue", "outcome", "wait_s", "agent"),
+    "ivr": ("uniqueid", "hotline", "outcome", "ivr_s", "queue"),
+    "feedback": ("uniqueid", "kind", "value", "queue", "agent"),
+}
+
+
+def call_ids(msg: AmiMessage) -> dict[str, str]:
+    headers = msg.headers
+    ids = {"uniqueid": headers.get("Uniqueid", ""), "linkedid": headers.get("Linkedid", "")}
+    return {k: v for k, v in ids.items() if v}
+
+
+class Recorder:
+    """Where the pipeline's records go: the log line, the KPI engine, then the store writer."""
+
+    def __init__(self, kpis: KpiEngine, writer: StoreWriter) -> None:
+        self.kpis, self.writer = kpis, writer
+
+    def __call__(self, kind: str, record: Record) -> None:
+        fields = LOG_FIELDS.get(kind)
+        if fields is not None:
+            log.info("ivr_leg" if kind == "ivr" else kind, **{k: record.get(k) for k in fields})
+        if kind == "visit":
+            self.kpis.add_visit(record)
+        elif kind == "feedback":
+            self.kpis.add_feedback(record)
+        elif kind == "agent_state":
+            self.kpis.add_agent_state(record)
+        self.writer.put(kind, record)
+
+
+async def track(events: asyncio.Queue[Event], pipeline: Pipeline, fed: Callable[[], None]) -> None:
+    """Until the end marker. A tracker bug costs one event, not the daemon."""
+    while (item := await events.get()) is not None:
+        msg, received_at = item
+        with bound_contextvars(**call_ids(msg)):
+            try:
+                pipeline.feed(msg, received_at)
+            except Exception:
+                log.exception("tracker_failed", event=msg.name)
+        fed()
+
+
+def call_ids_of_agi(handler: Handler) -> Handler:
+    """A FastAGI handler whose log lines name the call (agi_uniqueid) it is serving."""
+
+    async def run(session: AgiSession) -> None:
+        env = session.request.env
+        ids = {"uniqueid": env.get("agi_uniqueid", ""), "linkedid": env.get("agi_linkedid", "")}
+        with bound_contextvars(**{k: v for k, v in ids.items() if v}):
+            await handler(session)
+
+    return run

@@ -1,0 +1,43 @@
+"""What `acdbridge check-config` prints for a config without errors: enough to see at a glance
+that the file says what its author meant (hotlines and their DIDs, groups, agents, listeners)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from acdbridge.config import Config
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def summary(cfg: Config) -> list[str]:
+    lines = [f"ami: {cfg.ami.username}@{_hostport(cfg.ami.host, cfg.ami.port)}"]
+    listeners = [f"http {_hostport(cfg.http.host, cfg.http.port)}" + (" (token)" if cfg.http.token else "")]
+    flow = cfg.flow
+    if flow is not None:
+        listeners.append(f"agi {_hostport(flow.agi_host, flow.agi_port)}")
+    lines.append("listeners: " + ", ".join(listeners))
+    lines.append(f"store: {cfg.store.path}" + (f", capture {cfg.ami.capture}" if cfg.ami.capture else ""))
+    if cfg.mqtt is not None:
+        lines.append(f"mqtt: {_hostport(cfg.mqtt.host, cfg.mqtt.port)} topics {cfg.mqtt.topic_prefix}/...")
+    if flow is None:
+        lines.append("call flow: none (no [agi] section: the daemon only watches)")
+        return lines
+    hotlines = []
+    for name, h in flow.hotlines.items():
+        dids = [d for d, owner in flow.dids.items() if owner == name]
+        hotlines.append(f"{name} ({', '.join(dids) or 'no DIDs'}) -> {h.default_queue}")
+    lines.append(f"hotlines ({len(hotlines)}): " + ("; ".join(hotlines) or "none"))
+    groups = [
+        g.queue + (f" [{g.skill}/{g.language}]" if g.language else f" [{g.skill}]")
+        for g in flow.routing.groups
+    ]
+    lines.append(f"skill groups ({len(groups)}): " + (", ".join(groups) or "none"))
+    agents = [f"{p.name} {p.extension}" for p in flow.profiles.values()]
+    lines.append(f"agents ({len(agents)}): " + (", ".join(agents) or "none"))
+    if flow.directory is not None:
+        lines.append(f"caller directory: {flow.directory}")
+    return lines
