@@ -118,7 +118,7 @@ install:
 	echo "  systemd-sysusers acdbridge.conf          # the acdbridge user and group"; \
 	echo "  systemd-tmpfiles --create acdbridge.conf # /etc/acdbridge root:acdbridge 0750, the config 0640, /var/lib/acdbridge 0700"; \
 	echo "  (umask 077; read -rsp 'AMI secret: ' s && printf %s \"\$$s\" > /etc/acdbridge/ami-secret)  # manager.conf's, root 0600"; \
-	echo "  $(PREFIX)/bin/acdbridge check-config --config /etc/acdbridge/acdbridge.toml"; \
+	echo "  CREDENTIALS_DIRECTORY=/etc/acdbridge $(PREFIX)/bin/acdbridge check-config --config /etc/acdbridge/acdbridge.toml"; \
 	echo "  systemctl daemon-reload && systemctl enable --now acdbridge"; \
 	echo "  systemctl status acdbridge; journalctl -u acdbridge -f"
 

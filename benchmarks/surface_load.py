@@ -167,6 +167,7 @@ PHASES: list[tuple[str, Phase]] = [
     ("500 FastAGI at once (cap 200)", agi_over_cap),
     ("connect-and-close storms, 4,000/s", paced_storms),
     ("connect-and-close storms, flat out", flat_out_storms),
+    ("connect-and-close storms, flat out, again (is memory flat?)", flat_out_storms),
 ]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from acdbridge.adapters import listening
 from acdbridge.adapters.agi_protocol import (
     MAX_LINE,
     MAX_PROVISIONAL,
@@ -222,10 +223,13 @@ class FastAgiServer:
         self._logged: dict[str, float] = {}  # kind -> when it was last logged
 
     async def start(self) -> None:
-        # a deep backlog: calls arriving in a burst are refused or served at once, never left to a
-        # 1 s SYN retry (the kernel drops what an accept queue of asyncio's default 100 cannot hold)
-        self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._bind_port, limit=MAX_LINE, backlog=256
+        # a burst of calls up to max_sessions is queued by the kernel, never dropped (listening.py)
+        self._server = await listening.start_server(
+            self._on_connect,
+            self.host,
+            self._bind_port,
+            limit=MAX_LINE,
+            queue=max(256, self.max_sessions + 56),
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("fastagi_listening", host=self.host, port=self._port, scripts=sorted(self.handlers))

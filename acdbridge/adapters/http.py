@@ -30,6 +30,8 @@ from urllib.parse import parse_qs
 
 import structlog
 
+from acdbridge.adapters import listening
+
 log = structlog.get_logger("acdbridge.http")
 SSE_HEARTBEAT_S = 15.0
 SSE_QUEUE = 16  # updates kept per slow client; older ones are dropped (the newest is a full board)
@@ -124,11 +126,11 @@ class HttpServer:
 
     async def start(self) -> None:
         self._closing = False
-        # the reader's limit is the head cap: readuntil fails past it instead of buffering more. The
-        # backlog holds a burst up to the connection cap: a connect the kernel drops waits a 1 s SYN retry
+        # the reader's limit is the head cap: readuntil fails past it instead of buffering more; the
+        # kernel's queue holds a burst up to the connection cap (listening.py)
         lim = self.limits
-        self.server = await asyncio.start_server(
-            self._on_connect, self.host, self.port, limit=lim.max_header_bytes, backlog=lim.max_connections
+        self.server = await listening.start_server(
+            self._on_connect, self.host, self.port, limit=lim.max_header_bytes, queue=lim.max_connections
         )
         if self.port == 0:
             self.port = int(self.server.sockets[0].getsockname()[1])

@@ -18,7 +18,7 @@ import json
 import math
 import ssl
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     tls: bool = False
     ca_file: Path | None = None  # with tls: trust this CA instead of the system's
     client_id: str = "acdbridge"
