@@ -40,7 +40,7 @@ from acdbridge.adapters.metrics import (
     window_kpis,
 )
 from acdbridge.adapters.mqtt import MqttPublisher
-from acdbridge.adapters.store import Store
+from acdbridge.adapters.store import Store, open_store
 from acdbridge.adapters.systemd import Notifier
 from acdbridge.config import Config
 from acdbridge.core.ami import AmiMessage
@@ -52,7 +52,7 @@ from acdbridge.errors import AgiPortInUse, HttpPortInUse
 from acdbridge.runtime import health as rt_health
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.resume import Resumer
-from acdbridge.runtime.startup import check_directory, listen, open_store
+from acdbridge.runtime.startup import check_directory, listen
 from acdbridge.runtime.supervise import every, supervise
 from acdbridge.runtime.track import Event, Recorder, call_ids_of_agi, track
 from acdbridge.runtime.writer import StoreWriter
@@ -87,7 +87,7 @@ def configure_logging() -> None:
 class Daemon:
     def __init__(self, cfg: Config, store: Store | None = None, config_path: Path | None = None) -> None:
         self.cfg = cfg
-        self.store: Store = store or open_store(cfg.store.path)
+        self.store: Store = store or open_store(cfg.store, exclusive=True)  # SQLite, or PostgreSQL by url
         self.events: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
         self.events_dropped = 0
         self.writer = StoreWriter(self.store, QUEUE_SIZE)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from acdbridge import __version__
 from acdbridge.errors import AcdError
@@ -177,19 +178,31 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 
 
+def _open_for(args: argparse.Namespace) -> Any:
+    """The store named by --db, --url or --config (a reader: no lock; opening migrates it)."""
+    from acdbridge import config
+    from acdbridge.adapters.store import PostgresStore, SqliteStore, open_store
+
+    if getattr(args, "url", None):
+        return PostgresStore(args.url)  # the password from PGPASSWORD or ~/.pgpass, as libpq does
+    if args.db:
+        if not args.db.exists():
+            raise config.ConfigError(f"no store at {args.db}")
+        return SqliteStore(args.db)
+    settings = config.load(args.config, for_daemon=False).store
+    if not settings.url and not settings.path.exists():
+        raise config.ConfigError(f"no store at {settings.path}")
+    return open_store(settings)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     import csv
 
-    from acdbridge import config
-    from acdbridge.adapters.store import SqliteStore
     from acdbridge.replay import dumps
 
-    path = args.db if args.db else config.load(args.config, for_daemon=False).store.path
-    if not path.exists():
-        raise config.ConfigError(f"no store at {path}")
-    store = SqliteStore(path)
+    store = _open_for(args)
     try:
-        visits = store.visits(args.since, args.until, args.queue)
+        visits = store.visits(args.since, args.until, args.queue, pbx=args.pbx)
     finally:
         store.close()
     if args.format == "jsonl":
@@ -197,12 +210,38 @@ def _cmd_export(args: argparse.Namespace) -> int:
             sys.stdout.write(dumps(v) + "\n")
     else:
         writer = csv.writer(sys.stdout)
-        writer.writerow([*EXPORT_COLUMNS, "transfer_kind", "transfer_to", "ring_attempts"])
+        writer.writerow([*EXPORT_COLUMNS, "transfer_kind", "transfer_to", "ring_attempts", "pbx"])
         for v in visits:
             transfer = v.get("transfer") or {}
             row = [v.get(c) for c in EXPORT_COLUMNS]
-            writer.writerow([*row, transfer.get("kind"), transfer.get("to"), len(v.get("ring_attempts", []))])
+            writer.writerow([*row, transfer.get("kind"), transfer.get("to"), len(v.get("ring_attempts", [])),
+                             v.get("pbx", "")])  # fmt: skip
     return 0
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Bring the store's schema to this release's version (forward only; the daemon does the
+    same at start). Safe to run again: an up-to-date store is left as it is."""
+    store = _open_for(args)
+    try:
+        before, after = store.upgraded
+        where = getattr(store, "where", None) or getattr(store, "path", "")
+    finally:
+        store.close()
+    if before == after:
+        _say(f"store {where}: schema version {after}, up to date")
+    else:
+        _say(f"store {where}: schema version {before} -> {after}")
+    return 0
+
+
+def _store_source(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path, help="the daemon's config (its [store])")
+    where.add_argument("--db", type=Path, help="the SQLite store itself")
+    where.add_argument(
+        "--url", help="a PostgreSQL store, postgresql://USER@HOST:PORT/DB (password: PGPASSWORD)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,10 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="until", type=_when, required=True, help="epoch seconds or ISO 8601 (UTC)")
     p.add_argument("--queue", help="only this queue")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", type=Path, help="the daemon's config (its store path)")
-    where.add_argument("--db", type=Path, help="the SQLite store itself")
+    p.add_argument("--pbx", help="only this PBX's visits (default: every PBX of the store)")
+    _store_source(p)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("db", help="the store's schema")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    p = db_sub.add_parser("upgrade", help="migrate the store to this release's schema (forward only)")
+    _store_source(p)
+    p.set_defaults(func=_cmd_db_upgrade)
 
     p = sub.add_parser("replay", help="replay a raw AMI capture through the tracker")
     p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")

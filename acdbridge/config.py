@@ -18,6 +18,9 @@ secrets: the AMI secret comes from `secret`, `secret_file` or the systemd creden
 
     [store]
     path = "/var/lib/acdbridge/acdbridge.sqlite"
+    # or PostgreSQL (docs/scale.md): url = "postgresql://acdbridge@db.example:5432/acdbridge" with
+    # password_file = "/etc/acdbridge/store-password" (or the credential store-password)
+    pbx = "east"               # optional: this PBX's id in a shared store and on every Prometheus series
 
     [http]
     listen = "127.0.0.1:9108"  # /metrics, /healthz and the wallboard (/); loopback unless you mean it
@@ -28,12 +31,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from acdbridge.adapters.mqtt import MqttConfig
@@ -47,6 +52,7 @@ from acdbridge.settings.secrets import secret
 
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
+PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt"} | FLOW_SECTIONS
 
 
@@ -83,6 +89,9 @@ class AmiConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path = Path("acdbridge.sqlite")
+    url: str | None = field(default=None, repr=False)  # PostgreSQL instead of the file; may hold a password
+    password: str | None = field(default=None, repr=False)
+    pbx: str = ""  # "" is a single-PBX site: no pbx label on the metrics
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,38 @@ def _ami(p: Problems, t: dict[str, Any], env: Mapping[str, str], require_secret:
         action_timeout_s=get(p, t, "action_timeout_s", w, float, d.action_timeout_s, lo=0.5, hi=300),
         reconnect_min_s=low, reconnect_max_s=high, capture=Path(capture) if capture else None,
     )  # fmt: skip
+
+
+def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
+    w = "store"
+    known(p, t, w, {"path", "url", "password", "password_file", "pbx"})
+    path = Path(get(p, t, "path", w, str, "acdbridge.sqlite", empty=False))
+    url = get(p, t, "url", w, str, None, empty=False, secret=True)  # secret: it may hold a password
+    password = secret(p, t, w, "password", "store-password", env) if url else None
+    if url is None and {"password", "password_file"} & set(t):
+        p.error("store.password", "is for a PostgreSQL store: set store.url too, or remove it")
+    if url is not None:
+        if "path" in t:
+            p.error("store", "give either store.path (SQLite) or store.url (PostgreSQL), not both")
+        _store_url(p, url)
+    pbx = get(p, t, "pbx", w, str, "")
+    if pbx and not PBX_ID.match(pbx):
+        p.error("store.pbx", f"expected 1-64 letters, digits, '.', '_' or '-' (a label value), got {pbx!r}")
+        pbx = ""
+    return StoreConfig(path, url, password, pbx)
+
+
+def _store_url(p: Problems, url: str) -> None:
+    """A postgresql:// URL (libpq's own syntax); a password written in it is a warning, as the
+    config file is rarely as private as a password file or a credential."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        p.error("store.url", "expected postgresql://USER@HOST:PORT/DATABASE (libpq's URL syntax)")
+        return
+    inline = ":" in parts.netloc.rpartition("@")[0] or "password" in parse_qs(parts.query)
+    if inline:
+        p.warn("store.url", "holds a password: put it in store.password_file (chmod 600) or the "
+                            "systemd credential store-password instead")  # fmt: skip
 
 
 def _http(p: Problems, t: dict[str, Any]) -> HttpConfig:
@@ -258,10 +299,7 @@ def validate(
         for name in ("ami", "store", "http", "kpi", "queues", "agents")
     }
     ami = _ami(p, sections["ami"], env, require_secret=for_daemon)
-    known(p, sections["store"], "store", {"path"})
-    store = StoreConfig(
-        Path(get(p, sections["store"], "path", "store", str, "acdbridge.sqlite", empty=False))
-    )
+    store = _store(p, sections["store"], env)
     wrapup, queue_kpi = _queues(p, sections["queues"])
     http = _http(p, sections["http"])
     kpi = _kpi(p, sections["kpi"], queue_kpi, sections["agents"])

@@ -294,4 +294,6 @@ def test_hold_on_the_channel_of_an_evicted_agent_is_ignored() -> None:
     for i in range(70):  # more agents than the cap: PJSIP/a1 is evicted at the next check
         p.feed(member(f"PJSIP/b{i}", "water", T0 + 1))
     assert "PJSIP/a1" not in p.agents.agents and p.agents.by_channel == {"agent-chan": "PJSIP/a1"}
-    p.feed(AmiMessage("event", "Hold", {"Event": "Hold", "Timestamp": f"{T0 + 2:.6f}", "Uniqueid": "agent-chan"}))
+    p.feed(
+        AmiMessage("event", "Hold", {"Event": "Hold", "Timestamp": f"{T0 + 2:.6f}", "Uniqueid": "agent-chan"})
+    )

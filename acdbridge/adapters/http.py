@@ -115,15 +115,6 @@ class HttpServer:
         self._render: asyncio.Future[bytes] | None = None  # the /metrics render in progress
         self._logged: dict[str, float] = {}
 
-    @property
-    def requests(self) -> int:
-        return self.stats.requests
-
-    @property
-    def bad_requests(self) -> int:
-        s = self.stats
-        return s.timeouts + s.malformed + s.too_large + s.method_not_allowed + s.not_found + s.forbidden
-
     async def start(self) -> None:
         self._closing = False
         # the reader's limit is the head cap: readuntil fails past it instead of buffering more; the

@@ -261,12 +261,17 @@ def build_families(
 
 
 class SnapshotCollector(Collector):
-    """Serves whatever list of families was published last."""
+    """Serves whatever list of families was published last. With a pbx id (several PBXes in one
+    centre), every sample carries it as the `pbx` label; without one, no label at all, so a
+    single-PBX site's series never change."""
 
-    def __init__(self) -> None:
+    def __init__(self, pbx: str = "") -> None:
         self._families: list[Metric] = []
+        self.pbx = pbx
 
     def publish(self, families: list[Metric]) -> None:
+        if self.pbx:
+            families = [with_label(f, "pbx", self.pbx) for f in families]
         self._families = families  # one reference swap: atomic for the scraping thread
 
     def collect(self) -> Iterator[Metric]:
@@ -283,9 +288,16 @@ def window_kpis(engine: KpiEngine, cfg: KpiConfig, now: float) -> dict[str, Kpis
     }
 
 
-def new_registry() -> tuple[CollectorRegistry, SnapshotCollector]:
+def with_label(family: Metric, name: str, value: str) -> Metric:
+    """A copy of the family with one more label on each sample (done at publish, on the loop)."""
+    out = Metric(family.name, family.documentation, family.type, family.unit)
+    out.samples = [s._replace(labels={**s.labels, name: value}) for s in family.samples]
+    return out
+
+
+def new_registry(pbx: str = "") -> tuple[CollectorRegistry, SnapshotCollector]:
     registry = CollectorRegistry(auto_describe=False)
-    collector = SnapshotCollector()
+    collector = SnapshotCollector(pbx)
     registry.register(collector)
     return registry, collector
 

@@ -139,9 +139,9 @@ class AgentTracker:
             self._activity(agent, name, ts)
         elif name in ("Hold", "Unhold"):
             interface = self.by_channel.get(h.get("Uniqueid", ""))
-            agent = self.agents.get(interface) if interface is not None else None
-            if agent is not None:  # None too when the agent was evicted (core/limits.py)
-                self._activity(agent, name, ts)
+            held = self.agents.get(interface) if interface is not None else None
+            if held is not None:  # None too when the agent was evicted (core/limits.py)
+                self._activity(held, name, ts)
 
     def snapshot(self) -> dict[str, Any]:
         return {"agents": [asdict(a) for a in self.agents.values()], "by_channel": self.by_channel}

@@ -113,7 +113,7 @@ def checked(msg: AmiMessage, received_at: float, problems: Problems) -> AmiMessa
     if raw_ts is not None and event_time(raw_ts, received_at) is None:
         problems.count("timestamp_out_of_range", f"{msg.name} Timestamp {raw_ts[:40]!r}")
         bad.append("Timestamp")
-    for key in _NUMERIC.intersection(h):
+    for key in h.keys() & _NUMERIC:
         value = h[key]
         if value.isdigit() and value.isascii() and len(value) <= 12:
             continue  # nearly every value: a plain ASCII integer
@@ -121,7 +121,7 @@ def checked(msg: AmiMessage, received_at: float, problems: Problems) -> AmiMessa
         if not ok(value):
             problems.count("not_ascii_digits", f"{msg.name} {key} {value[:40]!r}")
             bad.append(key)
-    long = max(map(len, h.values()), default=0) > MAX_VALUE_CHARS
+    long = bool(h) and max(map(len, h.values())) > MAX_VALUE_CHARS
     if not bad and not long:
         return msg
     headers = {k: v for k, v in h.items() if k not in bad}

@@ -125,6 +125,7 @@ class Checked:
     """The rejection bookkeeping both backends share; a backend supplies _put_quarantine."""
 
     pbx: str
+    nul_free = False  # PostgreSQL's text cannot hold U+0000: such a row is quarantined, not retried
 
     def __init__(self, pbx: str) -> None:
         self.pbx = pbx
@@ -144,7 +145,10 @@ class Checked:
                 bad = [k for k in NUMBERS[table] if not math.isfinite(float(record[k]))]
                 if bad:
                     raise ValueError(f"not a finite number: {', '.join(bad)}")
-                rows.append((*ROW_OF[table](record), self.pbx))
+                row = (*ROW_OF[table](record), self.pbx)
+                if self.nul_free and any(isinstance(v, str) and "\x00" in v for v in row):
+                    raise ValueError("a NUL character in a text column")
+                rows.append(row)
             except (KeyError, TypeError, ValueError) as exc:
                 self._reject(table, record, f"{type(exc).__name__}: {exc}")
         return rows

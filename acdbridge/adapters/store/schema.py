@@ -74,7 +74,7 @@ SQLITE: dict[int, list[str]] = {
         *_rebuild(
             "feedback", _FEEDBACK, "pbx, uniqueid, kind", "CREATE INDEX feedback_by_ts ON feedback (ts)"
         ),
-    ],  # fmt: skip
+    ],
 }
 
 

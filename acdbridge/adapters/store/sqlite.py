@@ -1,0 +1,246 @@
+"""The embedded store: one SQLite file in WAL mode, written from the daemon's worker thread.
+
+Writes are idempotent: a visit is keyed by (pbx, uniqueid, queue, enter_ts) and an agent stretch
+by (pbx, interface, state, start_ts), so a replayed or re-sent record is stored once. The file
+holds callers' numbers: it is created 0600, and the daemon holds an exclusive lock beside it."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from acdbridge.adapters.store import schema
+from acdbridge.adapters.store.common import (
+    COLUMNS,
+    FEEDBACK_COLUMNS,
+    STATE_COLUMNS,
+    TABLES,
+    Checked,
+    Record,
+    Row,
+    StoredRow,
+    dumps,
+    parsed,
+    strict_loads,
+    with_pbx,
+)  # fmt: skip
+from acdbridge.errors import StoreLocked, StoreUnusable
+
+
+def _create_private(path: Path) -> None:
+    """Create the file 0600 if it is not there (sqlite would create it with the umask's 0644)."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def _insert(table: str, verb: str = "INSERT OR IGNORE") -> str:
+    columns = (*COLUMNS[table], "pbx")
+    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _where(sql: str, args: list[Any], pbx: str | None) -> str:
+    if pbx is None:
+        return sql
+    args.append(pbx)
+    return sql + " AND pbx = ?"
+
+
+class SqliteStore(Checked):
+    """One connection, used from one thread at a time (the daemon's writer task serialises).
+
+    exclusive=True (the daemon) takes an flock on `<store>.lock`: a second daemon on the same
+    store refuses to start instead of interleaving its records. Readers (export) take none.
+    Opening brings the schema up to date (schema.py); `upgraded` says from which version."""
+
+    def __init__(self, path: Path, *, exclusive: bool = False, pbx: str = "") -> None:
+        super().__init__(pbx)
+        self.path = path
+        self._lock_fd: int | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._lock_fd = self._take_lock(path)
+            _create_private(path)
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL survives a crash
+            self.upgraded = self._migrate()
+        except (OSError, sqlite3.Error, StoreUnusable) as exc:
+            self._abandon()
+            if isinstance(exc, StoreUnusable):
+                raise
+            raise StoreUnusable(f"store {path} cannot be opened for writing: {exc}") from None
+        self._lock = threading.Lock()
+
+    def _migrate(self) -> tuple[int, int]:
+        """(version found, version now); IMMEDIATE: a second opener waits, never migrates twice."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(schema.VERSION_TABLE.format(real="REAL"))
+            found = int(self.db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
+            todo = schema.pending(found, f"store {self.path}")
+            for version in todo:
+                for statement in schema.SQLITE[version]:
+                    self.db.execute(statement)
+                self.db.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return found, schema.LATEST
+
+    @staticmethod
+    def _take_lock(path: Path) -> int:
+        lock = path.with_name(path.name + ".lock")
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLocked(f"store {path} is in use by another acdbridge daemon (lock {lock})") from None
+        return fd
+
+    def _abandon(self) -> None:
+        if (db := getattr(self, "db", None)) is not None:
+            db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def _put_quarantine(self, source: str, row: str, error: str) -> None:
+        with self._lock:
+            self.db.execute("INSERT INTO quarantine (at, source, row, error) VALUES (?, ?, ?, ?)",
+                            (time.time(), source, row, error))  # fmt: skip
+
+    def _batch(self, statements: list[tuple[str, list[Row]]]) -> int:
+        """Run executemany statements in one transaction; returns how many rows changed."""
+        with self._lock:
+            before = self.db.total_changes
+            self.db.execute("BEGIN")
+            try:
+                for sql, rows in statements:
+                    self.db.executemany(sql, rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return self.db.total_changes - before
+
+    def write(self, visits: list[Record], agent_states: list[Record]) -> int:
+        """Store a batch in one transaction; returns how many rows were new."""
+        visit_rows, state_rows = self._rows("visits", visits), self._rows("agent_states", agent_states)
+        return self._batch([(_insert("visits"), visit_rows), (_insert("agent_states"), state_rows)])
+
+    def write_flow(self, legs: list[Record], feedback: list[Record]) -> int:
+        """IVR legs (idempotent) and feedback (a disposition entered again replaces the first)."""
+        leg_rows, feedback_rows = self._rows("ivr_legs", legs), self._rows("feedback", feedback)
+        return self._batch([
+            (_insert("ivr_legs"), leg_rows), (_insert("feedback", "INSERT OR REPLACE"), feedback_rows),
+        ])  # fmt: skip
+
+    def _select(self, sql: str, args: list[Any]) -> list[Any]:
+        with self._lock:
+            return self.db.execute(sql, args).fetchall()
+
+    def ivr_legs(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
+        args: list[Any] = [since, until]
+        sql = _where("SELECT record, pbx FROM ivr_legs WHERE end_ts >= ? AND end_ts < ?", args, pbx)
+        return [with_pbx(json.loads(r), p) for r, p in self._select(sql + " ORDER BY end_ts", args)]
+
+    def feedback(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
+        args: list[Any] = [since, until]
+        sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)}, pbx FROM feedback WHERE ts >= ? AND ts < ?"
+        rows = self._select(_where(sql, args, pbx) + " ORDER BY ts", args)
+        return [with_pbx(dict(zip(FEEDBACK_COLUMNS, row[:-1], strict=True)) | {"resolved": bool(row[3])},
+                         row[-1]) for row in rows]  # fmt: skip
+
+    def save_login(self, agent: str, since: float | None) -> None:
+        """since=None: logged out."""
+        with self._lock:
+            if since is None:
+                self.db.execute("DELETE FROM agent_logins WHERE agent = ?", (agent,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO agent_logins VALUES (?, ?)", (agent, since))
+
+    def logins(self) -> dict[str, float]:
+        return {a: float(t) for a, t in self._select("SELECT agent, since FROM agent_logins", [])}
+
+    def visits(
+        self, since: float, until: float, queue: str | None = None, *, pbx: str | None = None
+    ) -> list[Record]:
+        sql = "SELECT record, pbx FROM visits WHERE end_ts >= ? AND end_ts < ?"
+        args: list[Any] = [since, until]
+        if queue is not None:
+            sql += " AND queue = ?"
+            args.append(queue)
+        rows = self._select(_where(sql, args, pbx) + " ORDER BY end_ts, uniqueid, queue, pbx", args)
+        return [with_pbx(json.loads(r), p) for r, p in rows]
+
+    def agent_states(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
+        args: list[Any] = [since, until]
+        sql = f"SELECT {', '.join(STATE_COLUMNS)}, pbx FROM agent_states WHERE end_ts >= ? AND end_ts < ?"
+        rows = self._select(_where(sql, args, pbx) + " ORDER BY end_ts", args)
+        return [with_pbx(dict(zip(STATE_COLUMNS, row[:-1], strict=True)), row[-1]) for row in rows]
+
+    def save_state(self, saved_at: float, state: Record) -> None:
+        """The trackers' calls in progress at an orderly stop; the next start goes on from them."""
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO tracker_state VALUES (1, ?, ?)", (saved_at, dumps(state)))
+
+    def load_state(self) -> tuple[float, Record] | None:
+        """The saved state, removed from the store: it is used once. One that does not parse is
+        quarantined and None returned: a restart must never trip over it again."""
+        with self._lock:
+            row = self.db.execute("SELECT saved_at, state FROM tracker_state WHERE id = 1").fetchone()
+            self.db.execute("DELETE FROM tracker_state")
+        if row is None:
+            return None
+        try:
+            return float(row[0]), strict_loads(row[1])
+        except (TypeError, ValueError) as exc:
+            self.quarantine(StoredRow("tracker_state", 1, None, str(row[1])), f"{type(exc).__name__}: {exc}")
+            return None
+
+    def stored(self, table: str, since: float) -> list[StoredRow]:
+        """This PBX's rows of `table` that ended at or after `since`, for the daemon's start: parsed
+        strictly, a row that does not parse comes back with record=None and the error."""
+        sql = {
+            "visits": "SELECT rowid, record FROM visits WHERE end_ts >= ? AND pbx = ? "
+            "ORDER BY end_ts, uniqueid, queue",
+            "ivr_legs": "SELECT rowid, record FROM ivr_legs WHERE end_ts >= ? AND pbx = ? ORDER BY end_ts",
+            "feedback": "SELECT rowid, json_object('uniqueid', uniqueid, 'kind', kind, 'value', value, "
+            "'resolved', json(CASE resolved WHEN 0 THEN 'false' ELSE 'true' END), 'queue', queue, "
+            "'agent', agent, 'ts', ts) FROM feedback WHERE ts >= ? AND pbx = ? ORDER BY ts",
+            "agent_states": "SELECT rowid, json_object('interface', interface, 'state', state, 'start_ts', "
+            "start_ts, 'end_ts', end_ts, 'agent', agent, 'reason', reason, 'duration_s', duration_s) "
+            "FROM agent_states WHERE end_ts >= ? AND pbx = ? ORDER BY end_ts",
+        }[table]
+        return [parsed(table, int(rowid), raw) for rowid, raw in self._select(sql, [since, self.pbx])]
+
+    def quarantine(self, row: StoredRow, error: str) -> None:
+        """Move a stored row aside in one transaction (the tracker state is already removed)."""
+        assert row.table in (*TABLES, "tracker_state")
+        self._batch([
+            ("INSERT INTO quarantine (at, source, row, error) VALUES (?, ?, ?, ?)",
+             [(time.time(), row.table, row.raw, error)]),
+            (f"DELETE FROM {row.table} WHERE rowid = ?", [(row.rowid,)] if row.table in TABLES else []),
+        ])  # fmt: skip
+        self.quarantined += 1
+
+    def count(self, table: str) -> int:
+        assert table in (*TABLES, "agent_logins", "quarantine")
+        return int(self._select(f"SELECT count(*) FROM {table}", [])[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+        self._unlock()
