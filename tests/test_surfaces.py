@@ -406,6 +406,7 @@ def run(coro: Awaitable[Any]) -> Any:
 
 def healthy(probe: Probe, daemon: Daemon) -> None:
     figures = probe.figures()
+    print(f"/healthz during the attack: {figures}, RSS {daemon.rss_kib()} KiB")  # shown with -s
     assert daemon.alive(), daemon.log_path.read_text()[-2000:]
     assert figures["n"] > 10 and figures["unanswered"] == 0, figures
     assert figures["p99"] < 100, f"/healthz p99 over 100 ms under load: {figures}"

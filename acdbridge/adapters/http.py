@@ -185,7 +185,11 @@ class HttpServer:
     ) -> None:
         status, ctype, body = answer
         head = f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
-        head += f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+        # nosniff: an error echoes a piece of the request, which must never be taken for a page
+        head += (
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+        )
+        head += "Connection: close\r\n\r\n"
         try:
             writer.write(head.encode() + body)
             async with asyncio.timeout(self.limits.write_timeout_s):
