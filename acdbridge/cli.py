@@ -32,6 +32,10 @@ def _lab_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return LabSettings(dir=args.dir, ami_port=args.ami_port, sip_port=args.sip_port)
 
 
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     print(f"acdbridge {__version__}")
     return 0
@@ -131,10 +135,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     for line in (*problems.errors, *problems.warnings):
         print(line)
     if problems.errors:
-        print(f"{args.config}: {len(problems.errors)} errors, {len(problems.warnings)} warnings")
+        print(f"{args.config}: {_count(problems.errors, 'error')}, {_count(problems.warnings, 'warning')}")
         return 2
     compared = " and matches the PBX" if args.pbx else ""
-    print(f"{args.config}: OK{compared} ({len(problems.warnings)} warnings)")
+    print(f"{args.config}: OK{compared} ({_count(problems.warnings, 'warning')})")
     for line in summary(cfg):
         print(f"  {line}")
     return 0
@@ -201,21 +205,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from acdbridge.replay import dumps
 
     store = _open_for(args)
-    try:
-        visits = store.visits(args.since, args.until, args.queue, pbx=args.pbx)
+    try:  # streamed: a month of a large centre is never held in memory at once
+        visits = store.each_visit(args.since, args.until, args.queue, pbx=args.pbx)
+        if args.format == "jsonl":
+            for v in visits:
+                sys.stdout.write(dumps(v) + "\n")
+        else:
+            writer = csv.writer(sys.stdout)
+            writer.writerow([*EXPORT_COLUMNS, "transfer_kind", "transfer_to", "ring_attempts", "pbx"])
+            for v in visits:
+                transfer = v.get("transfer") or {}
+                row = [v.get(c) for c in EXPORT_COLUMNS]
+                attempts = len(v.get("ring_attempts", []))
+                writer.writerow([*row, transfer.get("kind"), transfer.get("to"), attempts, v.get("pbx", "")])
     finally:
         store.close()
-    if args.format == "jsonl":
-        for v in visits:
-            sys.stdout.write(dumps(v) + "\n")
-    else:
-        writer = csv.writer(sys.stdout)
-        writer.writerow([*EXPORT_COLUMNS, "transfer_kind", "transfer_to", "ring_attempts", "pbx"])
-        for v in visits:
-            transfer = v.get("transfer") or {}
-            row = [v.get(c) for c in EXPORT_COLUMNS]
-            writer.writerow([*row, transfer.get("kind"), transfer.get("to"), len(v.get("ring_attempts", [])),
-                             v.get("pbx", "")])  # fmt: skip
     return 0
 
 

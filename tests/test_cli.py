@@ -101,7 +101,7 @@ def test_check_config_on_a_good_file_prints_a_summary(
     assert capsys.readouterr().out.splitlines() == [
         f"{config}: http.listen: warning: 0.0.0.0 is off loopback and http.token is not set: anyone who "
         "reaches the port sees the wallboard",
-        f"{config}: OK (1 warnings)",
+        f"{config}: OK (1 warning)",
         "  ami: acdbridge@127.0.0.1:5038",
         "  listeners: http 0.0.0.0:9200",
         f"  store: {tmp_path / 's.sqlite'}",
@@ -133,7 +133,7 @@ def test_check_config_lists_every_error_and_exits_2(
         f"{config}: agi.max_sessions: must be a positive number (1-100000), got 0",
         f"{config}: ami.secret: warning: inline in {config}, which others may read: "
         "use ami.secret_file (chmod 600)",
-        f"{config}: 4 errors, 1 warnings",
+        f"{config}: 4 errors, 1 warning",
     ]
 
 

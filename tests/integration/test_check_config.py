@@ -33,7 +33,7 @@ def test_the_lab_example_matches_the_shared_lab(lab: pbx.LabSettings) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert next(line for line in lines if ": warning: " not in line) == (
-        f"{REPO / 'examples/acdbridge-lab.toml'}: OK and matches the PBX (1 warnings)"
+        f"{REPO / 'examples/acdbridge-lab.toml'}: OK and matches the PBX (1 warning)"
     )
     assert (
         "  hotlines (3): water (6000) -> water; telecom (6100) -> broadband; complaints (6200) -> complaints"
@@ -121,7 +121,7 @@ def test_every_mistake_of_a_broken_pbx_is_reported(broken_lab: pbx.LabSettings, 
         f"{c}: agents.\"Chen Li\".interface: PJSIP/1005: no PJSIP endpoint '1005' in the PBX's pjsip.conf",
         f"{c}: hotlines.complaints.dids: '6200' does not reach the FastAGI greeting "
         "(agi://...:24573/hotline/...) in the PBX's dialplan (it reaches agi://127.0.0.1:24573/survey)",
-        f"{c}: 7 errors, 1 warnings",
+        f"{c}: 7 errors, 1 warning",
     ]
 
 
