@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 # gives the real Prometheus and promtool, mosquitto the MQTT broker, chromium the browser for the web tests,
 # espeak-ng and sox build the spoken prompts (acdbridge/prompts.py); systemd gives systemd-analyze,
 # systemd-sysusers and systemd-tmpfiles for the unit's tests (Debian's container images lack it) and
-# python3-venv the venv `make install` builds with Debian's python3
-DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl espeak-ng sox systemd python3-venv
+# python3-venv the venv `make install` builds with Debian's python3; postgresql the server the store
+# tests run as their own throw-away cluster (tests/pg.py; the system's cluster is never touched)
+DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl espeak-ng sox systemd python3-venv postgresql
 DEMO_SCENARIO ?= demo
 
 .PHONY: deps demo demo-stop demo-stop-daemon test lint clean install uninstall
@@ -18,7 +19,8 @@ deps: $(BIN)/.installed
 	@if ! command -v mmdebstrap >/dev/null || ! command -v sipp >/dev/null || ! command -v promtool >/dev/null \
 		|| ! command -v mosquitto >/dev/null || ! command -v chromium >/dev/null || ! command -v openssl >/dev/null \
 		|| ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
-		|| ! command -v systemd-analyze >/dev/null || ! $(INSTALL_PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+		|| ! command -v systemd-analyze >/dev/null || ! $(INSTALL_PYTHON) -c 'import ensurepip' 2>/dev/null \
+		|| ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "installing Debian packages: $(DEBS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); \
 	fi

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures: a real PostgreSQL, tests/pg.py)
+
 REPO = Path(__file__).resolve().parents[1]
 # What the integration tests ran against, for the closing summary.
 LAB_FACTS = pytest.StashKey[str]()

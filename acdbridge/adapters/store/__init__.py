@@ -22,7 +22,7 @@ from acdbridge.adapters.store.common import (
     StoredRow,
     quarantine_text,
     strict_loads,
-)  # fmt: skip
+)
 from acdbridge.adapters.store.postgres import PostgresStore, StoreUnavailable
 from acdbridge.adapters.store.schema import LATEST as SCHEMA_VERSION
 from acdbridge.adapters.store.sqlite import SqliteStore

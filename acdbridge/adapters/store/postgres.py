@@ -35,17 +35,24 @@ from acdbridge.adapters.store.common import (
     Row,
     StoredRow,
     dumps,
+    log,
     parsed,
     quarantine_text,
     strict_loads,
     with_pbx,
-)  # fmt: skip
+)
 from acdbridge.errors import StoreLocked, StoreUnusable
 
+CHUNK = 2000  # rows per fetch of each_visit's server-side cursor
 LOCK_CLASS = 0x41434442  # "ACDB": the advisory-lock namespace of acdbridge's per-PBX locks
 # a dead peer is noticed in about 30 s, not at the kernel's two-hour keepalive default
 _TCP = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
         "tcp_user_timeout": 30_000}  # fmt: skip
+# and the server drops the session of a daemon whose host died (a power cut) as soon, so the pbx
+# lock that session held is free when the daemon starts again (the server's default is 2 hours)
+_SERVER_TCP = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+               "-c tcp_user_timeout=30000")  # fmt: skip
+LOCK_WAIT_S = 40.0  # at start: longer than the server takes to drop a dead daemon's session
 
 
 class StoreUnavailable(StoreUnusable):
@@ -58,9 +65,18 @@ def describe(url: str) -> str:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return "postgresql://(unparseable URL)"
-    where = f"{info.get('host', '')}" + (f":{info['port']}" if info.get("port") else "")
-    return f"postgresql://{info['user']}@{where}/{info.get('dbname', '')}" if info.get("user") else (
-        f"postgresql://{where}/{info.get('dbname', '')}")  # fmt: skip
+    user = f"{info['user']}@" if info.get("user") else ""
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
+
+
+def _server_options(url: str) -> str:
+    """The URL's own `options` (kept: a keyword argument would replace them) and ours."""
+    try:
+        given = conninfo_to_dict(url).get("options")
+    except psycopg.ProgrammingError:
+        given = None  # the connection says what is wrong with the URL
+    return f"{given} {_SERVER_TCP}" if given else _SERVER_TCP
 
 
 def _insert(table: str, conflict: str = "DO NOTHING") -> str:
@@ -97,13 +113,16 @@ class PostgresStore(Checked):
     nul_free = True
 
     def __init__(self, url: str, *, exclusive: bool = False, pbx: str = "", password: str | None = None,
-                 connect_timeout_s: float = 5.0) -> None:  # fmt: skip
+                 connect_timeout_s: float = 5.0, lock_wait_s: float = LOCK_WAIT_S) -> None:  # fmt: skip
         super().__init__(pbx)
         self.url = url
         self.where = describe(url)
         self.exclusive = exclusive
+        self._lock_wait_s = lock_wait_s
+        self._locked_once = False
         self._options: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s)),
-                                         "application_name": f"acdbridge {pbx}".strip(), **_TCP}  # fmt: skip
+                                         "application_name": f"acdbridge {pbx}".strip(), **_TCP,
+                                         "options": _server_options(url)}  # fmt: skip
         if password is not None:
             self._options["password"] = password
         self._lock = threading.Lock()
@@ -114,13 +133,33 @@ class PostgresStore(Checked):
     def _connect(self) -> psycopg.Connection[Any]:
         db = psycopg.connect(self.url, autocommit=True, **self._options)
         if self.exclusive:
-            key = (LOCK_CLASS, self.pbx)
-            taken = db.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
-            if not (taken and taken[0]):
+            try:
+                self._take_lock(db)
+            except BaseException:
                 db.close()
+                raise
+        return db
+
+    def _take_lock(self, db: psycopg.Connection[Any]) -> None:
+        """The pbx id's advisory lock. At start a held lock is waited for (lock_wait_s): it may be
+        this daemon's previous session, still open on the server after its host crashed; a second
+        daemon with the same id is refused once the wait is over. A reconnect does not wait."""
+        deadline = time.monotonic() + (0.0 if self._locked_once else self._lock_wait_s)
+        said = False
+        while True:
+            taken = db.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, self.pbx)
+            ).fetchone()
+            if taken and taken[0]:
+                self._locked_once = True
+                return
+            if time.monotonic() >= deadline:
                 raise StoreLocked(f"store {self.where} is in use by another acdbridge daemon "
                                   f"with pbx id {self.pbx!r}")  # fmt: skip
-        return db
+            if not said:
+                log.warning("store_lock_wait", store=self.where, pbx=self.pbx, wait_s=self._lock_wait_s)
+                said = True
+            time.sleep(0.5)
 
     @contextmanager
     def _using(self) -> Iterator[psycopg.Connection[Any]]:
@@ -188,13 +227,23 @@ class PostgresStore(Checked):
     def visits(
         self, since: float, until: float, queue: str | None = None, *, pbx: str | None = None
     ) -> list[Record]:
+        return list(self.each_visit(since, until, queue, pbx=pbx))
+
+    def each_visit(
+        self, since: float, until: float, queue: str | None = None, *, pbx: str | None = None
+    ) -> Iterator[Record]:
+        """visits() one at a time, through a server-side cursor: an export of a month holds one
+        chunk, not the month. The store is held until the iteration ends (export only)."""
         sql = "SELECT record, pbx FROM visits WHERE end_ts >= %s AND end_ts < %s"
         args: list[Any] = [since, until]
         if queue is not None:
             sql += " AND queue = %s"
             args.append(queue)
-        rows = self._select(_where(sql, args, pbx) + " ORDER BY end_ts, uniqueid, queue, pbx", args)
-        return [with_pbx(strict_loads(r), p) for r, p in rows]
+        sql = _where(sql, args, pbx) + " ORDER BY end_ts, uniqueid, queue, pbx"
+        with self._using() as db, db.transaction(), db.cursor(name="acdbridge_export") as cursor:
+            cursor.itersize = CHUNK
+            cursor.execute(sql.encode(), args)
+            yield from (with_pbx(strict_loads(r), p) for r, p in cursor)
 
     def agent_states(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         args: list[Any] = [since, until]

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from acdbridge.adapters.store.common import (
     parsed,
     strict_loads,
     with_pbx,
-)  # fmt: skip
+)
 from acdbridge.errors import StoreLocked, StoreUnusable
+
+CHUNK = 2000  # rows per read of each_visit
 
 
 def _create_private(path: Path) -> None:
@@ -82,9 +85,12 @@ class SqliteStore(Checked):
         """(version found, version now); IMMEDIATE: a second opener waits, never migrates twice."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             self.db.execute(schema.VERSION_TABLE.format(real="REAL"))
             found = int(self.db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
             todo = schema.pending(found, f"store {self.path}")
+            if "visits" in tables and "schema_version" not in tables:
+                found = 1  # made before migrations: version 1 (migration 1 still runs, as a no-op)
             for version in todo:
                 for statement in schema.SQLITE[version]:
                     self.db.execute(statement)
@@ -177,13 +183,26 @@ class SqliteStore(Checked):
     def visits(
         self, since: float, until: float, queue: str | None = None, *, pbx: str | None = None
     ) -> list[Record]:
+        return list(self.each_visit(since, until, queue, pbx=pbx))
+
+    def each_visit(
+        self, since: float, until: float, queue: str | None = None, *, pbx: str | None = None
+    ) -> Iterator[Record]:
+        """visits() one at a time, read in chunks: an export of a month holds one chunk, not the
+        month (1.5 M visits as a list are about 7 GB of Python objects)."""
         sql = "SELECT record, pbx FROM visits WHERE end_ts >= ? AND end_ts < ?"
         args: list[Any] = [since, until]
         if queue is not None:
             sql += " AND queue = ?"
             args.append(queue)
-        rows = self._select(_where(sql, args, pbx) + " ORDER BY end_ts, uniqueid, queue, pbx", args)
-        return [with_pbx(json.loads(r), p) for r, p in rows]
+        with self._lock:
+            cursor = self.db.execute(_where(sql, args, pbx) + " ORDER BY end_ts, uniqueid, queue, pbx", args)
+        while True:
+            with self._lock:  # released between chunks: a daemon's writer is never held up by a reader
+                rows = cursor.fetchmany(CHUNK)
+            if not rows:
+                return
+            yield from (with_pbx(json.loads(r), p) for r, p in rows)
 
     def agent_states(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         args: list[Any] = [since, until]
@@ -236,9 +255,10 @@ class SqliteStore(Checked):
         ])  # fmt: skip
         self.quarantined += 1
 
-    def count(self, table: str) -> int:
+    def count(self, table: str, *, pbx: str | None = None) -> int:
         assert table in (*TABLES, "agent_logins", "quarantine")
-        return int(self._select(f"SELECT count(*) FROM {table}", [])[0][0])
+        args: list[Any] = []
+        return int(self._select(_where(f"SELECT count(*) FROM {table} WHERE 1", args, pbx), args)[0][0])
 
     def close(self) -> None:
         with self._lock:
