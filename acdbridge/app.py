@@ -2,15 +2,19 @@
 TaskGroup, and stops them in order on SIGTERM so nothing finished is lost.
 
     AMI client --(bounded queue)--> core pipeline --(bounded queue)--> store writer (thread)
+        '--> journal (thread, group commit)   checkpoints <-- tracker, at journal marks
 
-Start: the caller directory is checked, the store opened and locked, its rows loaded (bad ones
-quarantined), the listeners bound, then systemd hears READY=1. Any failure there is one
-StartupError line (acdbridge/errors.py). Stop: the AMI link closes, the tracker drains its
-queue and saves the calls in progress, the writer drains and commits, the store closes."""
+Start: the caller directory is checked, the store opened and locked, the last checkpoint and
+the journal after it replayed (or, with no checkpoint yet, the stored rows loaded; bad ones
+quarantined), a new journal segment opened, the listeners bound, then systemd hears READY=1.
+Any failure there is one StartupError line (acdbridge/errors.py). Stop: the AMI link closes,
+the tracker drains its queue and saves the calls in progress (and a checkpoint), the writer
+drains and commits, the store closes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -27,6 +31,7 @@ from acdbridge.adapters.ami import AmiClient
 from acdbridge.adapters.callflow import CallFlow
 from acdbridge.adapters.fastagi import FastAgiServer
 from acdbridge.adapters.http import HttpServer
+from acdbridge.adapters.journal import Journal, Mark
 from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.metrics import (
     DaemonHealth,
@@ -48,8 +53,10 @@ from acdbridge.core.board import agent_boards, queue_boards
 from acdbridge.core.kpi import KpiEngine, Kpis
 from acdbridge.core.pipeline import Pipeline
 from acdbridge.core.tallies import live_gauges
-from acdbridge.errors import AgiPortInUse, HttpPortInUse
+from acdbridge.core.values import PROBLEM_KINDS
+from acdbridge.errors import AgiPortInUse, HttpPortInUse, StartupError
 from acdbridge.runtime import health as rt_health
+from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.resume import Resumer
 from acdbridge.runtime.startup import check_directory, listen
@@ -102,7 +109,15 @@ class Daemon:
             on_leg=lambda r: record("ivr", r),
             on_feedback=lambda r: record("feedback", r),
         )
-        self.ami = AmiClient(cfg.ami, self._put_event)
+        self.journal, self.checkpoints = self._journal(cfg)
+        self.ami = AmiClient(
+            cfg.ami,
+            self._put_event,
+            self.journal,
+            self._put_mark,
+            self.checkpoints,
+            count=self.pipeline.problems.count,
+        )
         self.callflow: CallFlow | None = None
         self.agi: FastAgiServer | None = None
         self.members: MembershipSync | None = None
@@ -120,12 +135,21 @@ class Daemon:
         self.notifier = Notifier()
         self._windows: dict[str, Kpis] = {}
         self._waiting = 0
-        self.registry, self.collector = new_registry()
+        self.registry, self.collector = new_registry(cfg.store.pbx)
         self.http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(self.registry), self._health,
                                board=lambda: self._board_json, token=cfg.http.token)  # fmt: skip
         self._board_json = b'{"queues": {}, "agents": {}}'
         self.mqtt = MqttPublisher(cfg.mqtt) if cfg.mqtt else None
         self.board_dirty = asyncio.Event()
+
+    def _journal(self, cfg: Config) -> tuple[Journal | None, Checkpointer | None]:
+        j = cfg.journal
+        if j is None:
+            return None, None
+        journal = Journal(j.dir, fsync_interval_s=j.fsync_interval_ms / 1000,
+                          segment_bytes=int(j.segment_mb * (1 << 20)))  # fmt: skip
+        return journal, Checkpointer(journal, self.writer, self.pipeline, j.checkpoint_path,
+                                     j.checkpoint_s, j.retention_days * 86400)  # fmt: skip
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         errors = self.writer.stats.store_write_errors
@@ -134,13 +158,22 @@ class Daemon:
             "store_write_errors": errors, "task_restarts": sum(self.restarts.values()),
         }  # fmt: skip
 
+    def input_problems(self) -> dict[str, int]:
+        """Every kind from the start (so increase() sees the first), and what the KPI engine and
+        the tallies left out or folded away beside what the trackers counted."""
+        counts = dict.fromkeys(PROBLEM_KINDS, 0) | self.pipeline.problem_counts
+        counts["kpi_record_rejected"] = self.kpis.rejected
+        counts["kpi_record_evicted"] = self.kpis.evicted
+        counts["tally_series_overflow"] = self.pipeline.tallies.overflowed
+        return counts
+
     def daemon_health(self) -> DaemonHealth:
         w, http = self.writer.stats, getattr(self.http, "stats", None)
         return DaemonHealth(
             self.lag.histogram, w.write_seconds,
             queue_depth={"events": self.events.qsize(), "records": self.writer.queue.qsize()},
             task_restarts=dict(self.restarts), config_reloads=dict(self.reloader.results),
-            input_problems=dict(getattr(self.pipeline, "problem_counts", {})),
+            input_problems=self.input_problems(),
             store_quarantined=getattr(self.store, "quarantined", 0),
             store_rows_rejected=getattr(self.store, "rejected", 0), records_lost=w.records_lost,
             mqtt=(self.mqtt.stats.connected, self.mqtt.backlog) if self.mqtt else None,
@@ -200,6 +233,10 @@ class Daemon:
             if self.events_dropped % 1000 == 1:
                 log.error("event_queue_full", dropped=self.events_dropped)
 
+    def _put_mark(self, mark: Mark) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # the events around it are dropped and counted
+            self.events.put_nowait(mark)
+
     async def _ami(self) -> None:
         try:
             await supervise("ami", lambda: self.ami.run(self.stop), self.stop, self.restarts)
@@ -207,10 +244,13 @@ class Daemon:
             await self.events.put(None)
 
     async def _track(self) -> None:
-        await supervise("tracker", lambda: track(self.events, self.pipeline, self.board_dirty.set),
+        on_mark = self.checkpoints.at_mark if self.checkpoints else None
+        await supervise("tracker", lambda: track(self.events, self.pipeline, self.board_dirty.set, on_mark),
                         self.stop, self.restarts)  # fmt: skip
         # an orderly stop: calls in progress are saved, so a restart loses none of them
         await asyncio.to_thread(self.store.save_state, time.time(), self.pipeline.snapshot())
+        if self.checkpoints is not None:  # and the checkpoint covers the whole journal
+            await self.checkpoints.final()
         await self.writer.end()
 
     def _status(self) -> str:
@@ -220,7 +260,10 @@ class Daemon:
 
     async def _start(self) -> None:
         """Load the store, then bind the listeners: /metrics never serves a count not yet restored."""
-        await Resumer(self.store, self.pipeline, self.kpis, self.callflow, self.members).run()
+        await Resumer(self.store, self.pipeline, self.kpis, self.callflow, self.members,
+                      journal=self.cfg.journal, writer=self.writer).run()  # fmt: skip
+        if self.journal is not None and self.checkpoints is not None:
+            await self._open_journal(self.journal, self.checkpoints)
         try:  # the first /metrics already has the restored counters
             self.publish_metrics()
         except Exception:  # the metrics task says it again, supervised; the start goes on
@@ -230,6 +273,16 @@ class Daemon:
         if self.agi is not None and cfg.flow is not None:
             await listen("FastAGI", f"{cfg.flow.agi_host}:{cfg.flow.agi_port}", self.agi.start, AgiPortInUse)
         self.notifier.ready()
+
+    async def _open_journal(self, journal: Journal, checkpoints: Checkpointer) -> None:
+        """A new segment, and at once a checkpoint of the state recovered: a second crash starts
+        from here, and what was replayed need not be kept (beyond the retention)."""
+        try:
+            await asyncio.to_thread(journal.open)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise StartupError(f"cannot open the journal in {journal.directory}: {why}") from exc
+        await checkpoints.final()
 
     def _tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
         stop = self.stop
@@ -241,6 +294,8 @@ class Daemon:
             "loop-lag": lambda: self.lag.run(stop),
             "systemd": lambda: self.notifier.run(stop, self._status),
         }
+        if self.checkpoints is not None:
+            tasks["checkpoint"] = partial(self.checkpoints.run, stop)
         if self.mqtt is not None:
             tasks["mqtt"] = partial(self.mqtt.run, stop)
         if self.agi is not None and self.members is not None:
@@ -259,7 +314,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, self.reloader.reload)
         log.info(
-            "daemon_start", ami=f"{self.cfg.ami.host}:{self.cfg.ami.port}", store=str(self.cfg.store.path)
+            "daemon_start", ami=f"{self.cfg.ami.host}:{self.cfg.ami.port}", store=self.cfg.store.describe()
         )
         try:
             await self._start()
@@ -282,12 +337,15 @@ class Daemon:
             await self.agi.close()
         await self.http.stop()
         await asyncio.to_thread(self.store.close)
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
         self.notifier.close()
         ignored = self.pipeline.calls.ignored + self.pipeline.agents.ignored
         stats = vars(self.writer.stats) | {"write_seconds": self.writer.stats.write_seconds.total}
         log.info("daemon_stop", **stats, events_dropped=self.events_dropped, task_restarts=self.restarts,
                  ami_reconnects=self.ami.stats.reconnects, ami_messages=self.ami.stats.messages,
-                 ami_malformed=self.ami.stats.malformed, ignored_transitions=dict(ignored))  # fmt: skip
+                 ami_malformed=self.ami.stats.malformed, ignored_transitions=dict(ignored),
+                 journal=vars(self.journal.stats) if self.journal else None)  # fmt: skip
 
 
 async def _wait(stop: asyncio.Event) -> None:

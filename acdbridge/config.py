@@ -14,7 +14,7 @@ secrets: the AMI secret comes from `secret`, `secret_file` or the systemd creden
     action_timeout_s = 5
     reconnect_min_s = 0.5      # backoff doubles up to reconnect_max_s, with jitter
     reconnect_max_s = 30
-    capture = "/var/lib/acdbridge/ami.raw"   # optional: append the raw AMI stream (replayable)
+    capture = "/var/lib/acdbridge/ami.raw"   # the older name of [journal] dir
 
     [store]
     path = "/var/lib/acdbridge/acdbridge.sqlite"
@@ -25,6 +25,9 @@ secrets: the AMI secret comes from `secret`, `secret_file` or the systemd creden
     [http]
     listen = "127.0.0.1:9108"  # /metrics, /healthz and the wallboard (/); loopback unless you mean it
     token = "..."              # optional: the wallboard then needs ?token=...
+
+    [journal]                  # the AMI journal and checkpoints (settings/journalconf.py)
+    dir = "/var/lib/acdbridge/journal"
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from acdbridge.core.kpi import DAY_S, KpiConfig, QueueKpiConfig
 from acdbridge.errors import AcdError
 from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 from acdbridge.settings import checks
+from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.mqttsecret import parse_mqtt_section
 from acdbridge.settings.problems import Problems, dotted, get, known, listen, table
 from acdbridge.settings.secrets import secret
@@ -53,7 +57,7 @@ from acdbridge.settings.secrets import secret
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt"} | FLOW_SECTIONS
+SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal"} | FLOW_SECTIONS
 
 
 class ConfigError(AcdError):
@@ -93,6 +97,16 @@ class StoreConfig:
     password: str | None = field(default=None, repr=False)
     pbx: str = ""  # "" is a single-PBX site: no pbx label on the metrics
 
+    def describe(self) -> str:
+        """Where the store is, for logs and summaries: the file, or the URL without a password."""
+        if self.url is None:
+            return str(self.path)
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
 
 @dataclass(frozen=True)
 class HttpConfig:
@@ -110,6 +124,7 @@ class Config:
     kpi: KpiConfig = field(default_factory=KpiConfig)
     mqtt: MqttConfig | None = None  # no [mqtt] section: no MQTT
     flow: FlowConfig | None = None  # no [agi] section: no greeting, routing or feature codes
+    journal: JournalConfig | None = None  # a config file has one unless `enabled = false`
 
 
 def _ami(p: Problems, t: dict[str, Any], env: Mapping[str, str], require_secret: bool) -> AmiConfig:
@@ -296,7 +311,7 @@ def validate(
         p.error("", f"unknown sections {unknown}; known: {', '.join(sorted(SECTIONS))}")
     sections = {
         name: table(p, data.get(name, {}), name)
-        for name in ("ami", "store", "http", "kpi", "queues", "agents")
+        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal")
     }
     ami = _ami(p, sections["ami"], env, require_secret=for_daemon)
     store = _store(p, sections["store"], env)
@@ -304,7 +319,12 @@ def validate(
     http = _http(p, sections["http"])
     kpi = _kpi(p, sections["kpi"], queue_kpi, sections["agents"])
     mqtt = parse_mqtt_section(p, table(p, data["mqtt"], "mqtt"), env) if "mqtt" in data else None
-    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p))
+    journal = parse_journal(p, sections["journal"], ami.capture, store.path)
+    if journal is not None and not journal.key and store.url is not None:
+        # the default sits beside an SQLite file; a PostgreSQL store has none to sit beside
+        p.error("journal.dir", "required with store.url: the journal is a local directory (e.g. "
+                               "/var/lib/acdbridge/journal), the database is not")  # fmt: skip
+    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal)
     checks.check(cfg, p, data)
     return cfg, p
 

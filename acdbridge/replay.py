@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from acdbridge.adapters.journal import TornTail, iter_chunks
 from acdbridge.adapters.metrics import build_families, new_registry, render, window_kpis
 from acdbridge.config import Config
 from acdbridge.core.kpi import KpiEngine, Kpis, kpis_over
@@ -15,34 +14,41 @@ from acdbridge.core.pipeline import Pipeline, Record
 from acdbridge.core.tallies import live_gauges
 from acdbridge.errors import AcdError
 
-CHUNK = 1 << 16
-
 
 class ReplayError(AcdError):
     code = "replay"
     exit_status = 2
 
 
-def _open(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-
-
-def read_chunks(path: Path) -> Iterator[bytes]:
-    """The capture's bytes as they came (.gz is decompressed)."""
+def read_timed_chunks(path: Path, torn: list[TornTail] | None = None) -> Iterator[tuple[bytes, float | None]]:
+    """(bytes, receive time) as they came: a journal (directory or segment) with the receive
+    times the daemon recorded, b"" at each new AMI connection; a plain capture (.gz too) with None."""
     try:
-        with _open(path) as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
+        yield from iter_chunks(path, torn)
     except FileNotFoundError as exc:
         raise ReplayError(f"no such trace: {path}") from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, ValueError) as exc:
         raise ReplayError(f"cannot read trace {path}: {exc}") from exc
 
 
+def read_chunks(path: Path) -> Iterator[bytes]:
+    """The trace's AMI bytes alone."""
+    for chunk, _ in read_timed_chunks(path):
+        yield chunk
+
+
 def _feed(pipeline: Pipeline, path: Path, finish: bool = True) -> Pipeline:
-    """The whole trace through the pipeline; `finish` ends open wrap-ups as at an orderly stop."""
-    for chunk in read_chunks(path):
-        pipeline.feed_bytes(chunk)
+    """The whole trace through the pipeline, as the live daemon fed it: a fresh parser at each
+    new connection, each chunk with its receive time (so a PBX without timestampevents replays
+    to the same times); `finish` ends open wrap-ups as at an orderly stop."""
+    torn: list[TornTail] = []
+    for chunk, received_at in read_timed_chunks(path, torn):
+        if not chunk:  # as the live adapter and the crash recovery do: a parser per connection
+            pipeline.parser = pipeline.new_parser()
+            continue
+        pipeline.feed_bytes(chunk, received_at or 0.0)
+    for tail in torn:  # expected after a crash: the last record was being written
+        pipeline.problems.count("journal_torn_tail", f"{tail.path} at byte {tail.offset}: {tail.reason}")
     if finish:
         pipeline.finish()
     return pipeline

@@ -314,9 +314,12 @@ def test_the_capture_directory_must_exist(tmp_path: Path) -> None:
         "(the daemon does not create it)"
     )
     assert check(change(good(tmp_path), "ami/capture", str(tmp_path / "ami.raw"))) == ([], [])
-    assert one_error(change(good(tmp_path), "ami/capture", str(tmp_path))).endswith(
-        "is a directory, not a file"
-    )
+    # the capture is the journal now, a directory of segments: an existing directory is fine,
+    # a capture file from an older version is not
+    assert check(change(good(tmp_path), "ami/capture", str(tmp_path))) == ([], [])
+    old = tmp_path / "old.raw"
+    old.write_bytes(b"Asterisk Call Manager/9.0.0\r\n")
+    assert "is a file, not a directory" in one_error(change(good(tmp_path), "ami/capture", str(old)))
 
 
 def test_the_caller_directory(tmp_path: Path) -> None:

@@ -215,8 +215,15 @@ def _poison(path: Path) -> None:
     store.close()
     with sqlite3.connect(path) as db:
         bad = json.dumps(_visit("nan.2")).replace('"end_ts": 1000.0', '"end_ts": NaN')
-        db.execute("INSERT INTO visits (uniqueid, queue, enter_ts, end_ts, outcome, agent, record) VALUES ('nan.2', 'water', 990, 1000, 'abandoned', NULL, ?)", (bad,))
-        db.execute("INSERT INTO feedback (uniqueid, kind, value, resolved, queue, agent, ts) VALUES ('arabic.3', 'survey', '٣', 0, 'water', 'Ana', 1002)")
+        db.execute(
+            "INSERT INTO visits (uniqueid, queue, enter_ts, end_ts, outcome, agent, record)"
+            " VALUES ('nan.2', 'water', 990, 1000, 'abandoned', NULL, ?)",
+            (bad,),
+        )
+        db.execute(
+            "INSERT INTO feedback (uniqueid, kind, value, resolved, queue, agent, ts)"
+            " VALUES ('arabic.3', 'survey', '٣', 0, 'water', 'Ana', 1002)"
+        )
         db.execute("INSERT INTO tracker_state VALUES (1, 1000, '{\"version\": 99}')")
 
 

@@ -1,5 +1,8 @@
 """The live AMI connection, on panoramisk, with the guards panoramisk lacks.
 
+- Every read is appended to the journal (adapters/journal.py) before anything parses it, with
+  its receive time; a new connection is a CONNECT record. When the checkpointer wants one, a
+  Mark (how far the journal has been handed on) follows the next read that ends a frame.
 - Bytes go through acdbridge's own core parser (the one replay uses), via a protocol subclass:
   no second parser, and no UTF-8 character lost at a TCP chunk boundary. Parsed messages go to
   `on_message` (the daemon puts them in a bounded queue); replies to our own actions are also
@@ -18,24 +21,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import structlog
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from acdbridge.adapters.journal import CONNECT, Journal, Mark, mark_in
 from acdbridge.adapters.reconnect import keep_connected
 from acdbridge.config import AmiConfig
 from acdbridge.core.ami import AmiMessage, FrameParser
 
 log = structlog.get_logger("acdbridge.ami")
 OnMessage = Callable[[AmiMessage, float], None]
+OnMark = Callable[[Mark], None]
+
+
+class MarkWanted(Protocol):
+    """Set by the checkpointer when it wants a mark; cleared here once one is sent."""
+
+    wanted: bool
+
+
 NO_AUTO = 10.0**9  # seconds: disables panoramisk's own pinger and reconnect
 RESYNC_ACTIONS: tuple[tuple[dict[str, str], bool], ...] = (
     ({"Action": "GetConfig", "Filename": "queues.conf", "ActionID": "acdbridge-getconfig-queues"}, False),
@@ -61,15 +72,26 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
         super().__init__()
         self.session = session
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.session.journal is not None:
+            self.session.journal.append(b"", time.time(), CONNECT)
+        super().connection_made(transport)
+
     def data_received(self, data: bytes) -> None:
         now = time.time()
-        if self.session.capture is not None:
-            self.session.capture.write(data)
-        for msg in self.session.parser.feed(data):
+        session = self.session
+        at = session.journal.append(data, now) if session.journal is not None else None
+        for msg in session.parser.feed(data):
             action_id = msg.headers.get("ActionID")
             if action_id is not None and action_id in self.responses:
                 self.handle_message(Message(dict(msg.headers)))
-            self.session.on_message(msg, now)
+            session.on_message(msg, now)
+        wants = session.wants
+        if wants is not None and wants.wanted and at is not None and session.journal is not None:
+            mark = mark_in(data, at, session.journal.position)
+            if mark is not None and session.on_mark is not None:
+                wants.wanted = False
+                session.on_mark(mark)
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -93,18 +115,20 @@ class _Manager(Manager):  # type: ignore[misc]
 
 
 class _Session:
-    def __init__(
-        self, on_message: OnMessage, capture: BinaryIO | None, on_error: Callable[[str], None]
-    ) -> None:
-        self.on_message = on_message
-        self.capture = capture
-        self.parser = FrameParser(on_error=on_error)
+    def __init__(self, client: AmiClient) -> None:
+        self.on_message = client._count_and_forward
+        self.journal, self.on_mark, self.wants = client.journal, client.on_mark, client.wants
+        self.parser = FrameParser(count=client._parse_problem)
 
 
 class AmiClient:
-    def __init__(self, cfg: AmiConfig, on_message: OnMessage) -> None:
+    def __init__(self, cfg: AmiConfig, on_message: OnMessage, journal: Journal | None = None,
+                 on_mark: OnMark | None = None, wants: MarkWanted | None = None,
+                 count: Callable[[str, str], None] | None = None) -> None:  # fmt: skip
         self.cfg = cfg
+        self.count = count  # the core's problem counter: a bad frame is counted like a bad value
         self.on_message = on_message
+        self.journal, self.on_mark, self.wants = journal, on_mark, wants
         self.stats = AmiStats()
         self._manager: Manager | None = None  # while logged in
 
@@ -116,29 +140,30 @@ class AmiClient:
         as_list = fields.get("Action") in ("QueueStatus", "CoreShowChannels")
         return await self.action(self._manager, fields, as_list=as_list)
 
-    def _parse_error(self, text: str) -> None:
+    def _parse_problem(self, kind: str, detail: str) -> None:
+        """A frame the parser skipped. With the core's counter (the daemon) it is counted by kind
+        and reported once per kind there; without, logged: a storm of garbage is never a storm
+        of log lines in the daemon."""
         self.stats.malformed += 1
-        log.warning("ami_malformed", problem=text)
+        if self.count is not None:
+            self.count(kind, detail)
+        else:
+            log.warning("ami_malformed", problem=detail)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set."""
-        capture = open_private(self.cfg.capture) if self.cfg.capture else None
-        try:
-            await keep_connected(
-                "ami", lambda: self._session(stop, capture), stop,
-                (OSError, TimeoutError, ConnectionError, AmiLoginError), self.stats,
-                self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, level="error", host=self.cfg.host,
-                port=self.cfg.port,
-            )  # fmt: skip
-        finally:
-            if capture is not None:
-                capture.close()
+        await keep_connected(
+            "ami", lambda: self._session(stop), stop,
+            (OSError, TimeoutError, ConnectionError, AmiLoginError), self.stats,
+            self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, level="error", host=self.cfg.host,
+            port=self.cfg.port,
+        )  # fmt: skip
 
-    async def _session(self, stop: asyncio.Event, capture: BinaryIO | None) -> None:
+    async def _session(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         lost = asyncio.Event()
         logged_in = asyncio.Event()
-        session = _Session(self._count_and_forward, capture, self._parse_error)
+        session = _Session(self)
         manager = _Manager(
             lost, host=cfg.host, port=cfg.port, username=cfg.username, secret=cfg.secret,
             protocol_factory=lambda: _Protocol(session), ping_delay=NO_AUTO, reconnect_timeout=NO_AUTO,
@@ -198,11 +223,6 @@ class AmiClient:
                 raise TimeoutError("the PBX did not answer a Ping") from None
         if lost.is_set() and not stop.is_set():
             raise ConnectionError("AMI connection lost")
-
-
-def open_private(path: Path) -> BinaryIO:
-    """Append to a capture, created 0600: it holds callers' numbers and names."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
 
 
 def succeeded(response: Any) -> bool:

@@ -3,7 +3,12 @@
 A stored row the daemon cannot load (a NaN time, a survey score that is not ASCII digits, a
 record the tally or KPI code rejects, a saved tracker state that does not restore) is moved to
 the store's quarantine table, logged and counted, and the start goes on. Before, such a row was
-reloaded and crashed the daemon at every restart: a crash loop."""
+reloaded and crashed the daemon at every restart: a crash loop.
+
+With a journal and a checkpoint (runtime/recovery.py) the start reads the checkpoint, the journal
+tail and only the recent rows the KPI windows and the repeat-caller rule need; the counters come
+from the checkpoint. Without a checkpoint yet (a store from before the journal) every stored
+visit is read to rebuild the counters, and the calls in progress come from the saved state."""
 
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.store import Record, Store, StoredRow, quarantine_text
 from acdbridge.core.kpi import KpiEngine
 from acdbridge.core.pipeline import Pipeline
+from acdbridge.runtime import recovery
+from acdbridge.runtime.checkpoint import Checkpoint
+from acdbridge.runtime.writer import StoreWriter
+from acdbridge.settings.journalconf import JournalConfig
 
 log = structlog.get_logger("acdbridge.resume")
 STALE_STATE_S = 900.0  # a saved state older than this is finished, not resumed
@@ -64,6 +73,8 @@ class Resumer:
     callflow: CallFlow | None = None
     members: MembershipSync | None = None
     quarantined: int = 0
+    journal: JournalConfig | None = None
+    writer: StoreWriter | None = None
 
     async def _load(self, table: str, since: float, use: Callable[[Record], None]) -> list[Record]:
         """Feed every good row of `table` to `use`; quarantine the rest. Returns the good ones."""
@@ -88,6 +99,60 @@ class Resumer:
         log.error("store_row_quarantined", table=row.table, uniqueid=uniqueid, error=error)
 
     async def run(self) -> None:
+        cp = None
+        if self.journal is not None:
+            cp = recovery.load_checkpoint(self.journal.checkpoint_path)
+        if cp is not None and await self._from_checkpoint(cp):
+            return
+        await self._from_store()
+
+    async def _from_checkpoint(self, cp: Checkpoint) -> bool:
+        """Checkpoint + journal tail; False (and a fresh pipeline) if its state does not restore."""
+        assert self.journal is not None and self.writer is not None
+        started = time.perf_counter()
+        try:
+            recovery.restore(self.pipeline, cp)
+        except Exception as exc:
+            log.error("checkpoint_unusable", error=f"{type(exc).__name__}: {exc}")
+            self.pipeline.calls.active.clear()
+            return False
+        # the recent stored rows first: the replay produces some of them again, and the KPI
+        # engine counts a key once
+        await self._recent()
+        done = await recovery.replay_tail(self.pipeline, self.journal.dir, cp, self.writer)
+        age = time.time() - max(done.last_received, cp.written_at)
+        if age > STALE_STATE_S:  # as for a saved state: too old to resume
+            self.pipeline.finish()
+            self.pipeline.calls.active.clear()
+            await self.writer.drain()
+        log.info("recovered", calls=len(self.pipeline.calls.active), chunks=done.chunks,
+                 messages=done.messages, torn_tails=len(done.torn), age_s=round(age, 1),
+                 seconds=round(time.perf_counter() - started, 3))  # fmt: skip
+        return True
+
+    async def _recent(self) -> None:
+        """The recent rows into the KPI engine and the repeat-caller rule (not every visit)."""
+        now = time.time()
+        recent = now - self.kpis.retention_s
+        repeat = now - self.callflow.recent.window_s if self.callflow is not None else now
+
+        def visit(v: Record) -> None:
+            if v["end_ts"] >= recent:
+                self.kpis.add_visit(v)
+
+        visits = await self._load("visits", min(recent, repeat), visit)
+        await self._load("agent_states", recent, self.kpis.add_agent_state)
+        await self._load("feedback", recent, self.kpis.add_feedback)
+        await self._repeat_callers(visits, repeat)
+
+    async def _repeat_callers(self, visits: list[Record], since: float) -> None:
+        if self.callflow is not None and self.members is not None:
+            for v in visits:  # in end_ts order, so each number's latest call is seen last
+                if v["end_ts"] >= since:
+                    self.callflow.recent.seen(v["caller"], v["enter_ts"])
+            await self.members.load()
+
+    async def _from_store(self) -> None:
         # counters go on from what is stored, so a restart is no false reset for rate()
         now = time.time()
         recent = now - self.kpis.retention_s
@@ -111,12 +176,8 @@ class Resumer:
         await self._load("agent_states", recent, states)
         await self._load("ivr_legs", 0.0, tallies.add_ivr_leg)
         await self._load("feedback", 0.0, feedback)
-        if self.callflow is not None and self.members is not None:
-            repeat_since = now - self.callflow.recent.window_s
-            for v in visits:  # in end_ts order, so each number's latest call is seen last
-                if v["end_ts"] >= repeat_since:
-                    self.callflow.recent.seen(v["caller"], v["enter_ts"])
-            await self.members.load()
+        if self.callflow is not None:
+            await self._repeat_callers(visits, now - self.callflow.recent.window_s)
         await self._resume_calls()
         if self.quarantined:
             log.warning("resumed_with_quarantine", rows=self.quarantined)

@@ -6,20 +6,32 @@ one grep (`grep 1733140000.42`). The finished records get one canonical log line
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from acdbridge.adapters.fastagi import AgiSession, Handler
+from acdbridge.adapters.journal import Mark
 from acdbridge.core.ami import AmiMessage
 from acdbridge.core.kpi import KpiEngine
 from acdbridge.core.pipeline import Pipeline, Record
 from acdbridge.runtime.writer import StoreWriter
 
 log = structlog.get_logger("acdbridge")
-Event = tuple[AmiMessage, float] | None  # None: the AMI task has ended (an orderly stop)
+# a message and its receive time; a Mark after a journaled read's messages, when the checkpointer
+# asked for one (it is taken there); None: the AMI task has ended (an orderly stop)
+Event = tuple[AmiMessage, float] | Mark | None
+OnMark = Callable[[Mark, float], None]
+
+
+class Events(Protocol):
+    """The bounded events queue, as the tracker reads it."""
+
+    async def get(self) -> Event: ...
+
+
 # the canonical line's fields per kind of record (the full record is in the store)
 LOG_FIELDS = {
     "visit": ("uniqueid", "queue", "outcome", "wait_s", "agent"),
@@ -53,15 +65,26 @@ class Recorder:
         self.writer.put(kind, record)
 
 
-async def track(events: asyncio.Queue[Event], pipeline: Pipeline, fed: Callable[[], None]) -> None:
-    """Until the end marker. A tracker bug costs one event, not the daemon."""
+def feed_one(pipeline: Pipeline, msg: AmiMessage, received_at: float) -> None:
+    """One message into the core, live or from the journal at start: the one path."""
+    with bound_contextvars(**call_ids(msg)):
+        try:
+            pipeline.feed(msg, received_at)
+        except Exception:  # a tracker bug costs one event, not the daemon
+            log.exception("tracker_failed", event=msg.name)
+
+
+async def track(events: Events, pipeline: Pipeline, fed: Callable[[], None],
+                on_mark: OnMark | None = None) -> None:  # fmt: skip
+    """Until the end marker."""
+    received_at = 0.0
     while (item := await events.get()) is not None:
+        if isinstance(item, Mark):
+            if on_mark is not None:
+                on_mark(item, received_at)
+            continue
         msg, received_at = item
-        with bound_contextvars(**call_ids(msg)):
-            try:
-                pipeline.feed(msg, received_at)
-            except Exception:
-                log.exception("tracker_failed", event=msg.name)
+        feed_one(pipeline, msg, received_at)
         fed()
 
 

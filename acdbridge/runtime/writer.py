@@ -2,7 +2,12 @@
 
 The records queue is bounded; a full queue drops, counts and logs (never grows without limit).
 A failed batch is retried; what still fails is counted and logged with the uniqueids it held.
-Each batch's write time goes to a histogram (`acd_store_write_seconds`)."""
+Each batch's write time goes to a histogram (`acd_store_write_seconds`).
+
+Every record put gets a sequence number, so a checkpoint can ask "is everything up to record n
+stored?" (`covered`). A record dropped or lost blocks every later checkpoint of this run: the
+journal since the last checkpoint is then replayed at the next start and the record written
+again (the store ignores the ones it already has)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ log = structlog.get_logger("acdbridge.writer")
 BATCH = 500
 RETRIES = 3
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-Item = tuple[str, Record] | None  # None: the end of the stream (an orderly stop)
+Item = tuple[str, Record, int] | None  # kind, record, sequence; None: the end (an orderly stop)
 
 
 @dataclass
@@ -37,34 +42,64 @@ class StoreWriter:
         self.store = store
         self.queue: asyncio.Queue[Item] = asyncio.Queue(size)
         self.stats = WriterStats()
+        self.emitted = 0  # records put, dropped ones included
+        self.settled = 0  # the highest sequence number written (or given up)
+        self.first_lost: int | None = None  # the first record dropped or lost
 
     def put(self, kind: str, record: Record) -> None:
+        self.emitted += 1
         try:
-            self.queue.put_nowait((kind, record))
+            self.queue.put_nowait((kind, record, self.emitted))
         except asyncio.QueueFull:
             self.stats.records_dropped += 1
+            self._lost(self.emitted)
             log.error("record_queue_full", dropped=self.stats.records_dropped, kind=kind,
                       uniqueid=record.get("uniqueid"))  # fmt: skip
 
     async def end(self) -> None:
         await self.queue.put(None)
 
+    def _lost(self, seq: int) -> None:
+        if self.first_lost is None:
+            self.first_lost = seq
+
+    async def covered(self, n: int, timeout_s: float = 30.0) -> bool:
+        """True once records 1..n are all in the store; False if one of them never will be."""
+        deadline = time.monotonic() + timeout_s
+        while self.settled < n:
+            if (self.first_lost is not None and self.first_lost <= n) or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return self.first_lost is None or self.first_lost > n
+
     async def run(self) -> None:
         """Until the end marker; a crash here is restarted by the supervisor, the queue kept."""
-        ended = False
-        while not ended:
-            batch = [await self.queue.get()]
-            while len(batch) < BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            ended = None in batch
-            by_kind: dict[str, list[Record]] = {"visit": [], "agent_state": [], "ivr": [], "feedback": []}
-            for item in batch:
-                if item is not None:
-                    by_kind.setdefault(item[0], []).append(item[1])
-            if any(by_kind.values()):
-                await self._store_batch(by_kind)
+        while not await self._one_batch(await self.queue.get()):
+            pass
 
-    async def _store_batch(self, by_kind: dict[str, list[Record]]) -> None:
+    async def drain(self) -> None:
+        """Write what is queued now, without waiting for more (the journal replay at start, before
+        the writer task runs: the queue must not overflow while it replays)."""
+        while not self.queue.empty():
+            await self._one_batch(self.queue.get_nowait())
+
+    async def _one_batch(self, first: Item) -> bool:
+        """One batch starting with `first`; True when it held the end marker."""
+        batch = [first]
+        while len(batch) < BATCH and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        by_kind: dict[str, list[Record]] = {"visit": [], "agent_state": [], "ivr": [], "feedback": []}
+        seqs = [item[2] for item in batch if item is not None]
+        for item in batch:
+            if item is not None:
+                by_kind.setdefault(item[0], []).append(item[1])
+        if any(by_kind.values()) and not await self._store_batch(by_kind):
+            self._lost(min(seqs))
+        if seqs:
+            self.settled = max(self.settled, *seqs)
+        return None in batch
+
+    async def _store_batch(self, by_kind: dict[str, list[Record]]) -> bool:
         visits, states = by_kind["visit"], by_kind["agent_state"]
         legs, feedback = by_kind["ivr"], by_kind["feedback"]
         for attempt in range(RETRIES):
@@ -78,7 +113,7 @@ class StoreWriter:
                 if legs or feedback:
                     await asyncio.to_thread(self.store.write_flow, legs, feedback)
                 self.stats.write_seconds.observe(time.perf_counter() - started)
-                return
+                return True
             except Exception as exc:  # disk full, locked database...: retry, then count the loss
                 self.stats.store_write_errors += 1
                 log.error("store_write_failed", error=str(exc), attempt=attempt + 1, visits=len(visits))
@@ -87,3 +122,4 @@ class StoreWriter:
         self.stats.records_lost += len(lost)
         uniqueids = sorted({str(r.get("uniqueid")) for r in lost if r.get("uniqueid")})
         log.error("records_lost", count=len(lost), uniqueids=uniqueids[:50])
+        return False

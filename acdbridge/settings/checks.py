@@ -79,10 +79,31 @@ def writable_file(p: Problems, key: str, path: Path, *, makes_parent: bool) -> N
         p.error(key, f"cannot create {path}: directory {parent} is not writable by this user")
 
 
+def writable_dir(p: Problems, key: str, path: Path, *, makes_parent: bool) -> None:
+    """The daemon writes files in `path` (the journal's segments and checkpoint), making it if
+    missing."""
+    if path.exists() and not path.is_dir():
+        p.error(key, f"{path} is a file, not a directory (a capture from an older version? "
+                     "move it aside: the journal is a directory of segments; replay reads both)")  # fmt: skip
+        return
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            p.error(key, f"directory {path} is not writable by this user")
+        return
+    writable_file(p, key, path, makes_parent=makes_parent)
+
+
 def _files(cfg: Config, p: Problems) -> None:
-    writable_file(p, "store.path", cfg.store.path, makes_parent=True)
-    if cfg.ami.capture is not None:
-        writable_file(p, "ami.capture", cfg.ami.capture, makes_parent=False)
+    if cfg.store.url is None:  # PostgreSQL: no file of ours, and the default path means nothing
+        writable_file(p, "store.path", cfg.store.path, makes_parent=True)
+    journal = cfg.journal
+    if journal is not None and not journal.key:  # the default, beside the store: its directory
+        if journal.dir.exists() and not journal.dir.is_dir():  # is the store's, checked above
+            writable_dir(p, "journal.dir", journal.dir, makes_parent=True)
+    elif journal is not None:
+        # the older ami.capture keeps its rule (its directory must exist); journal.dir is made
+        # with its parents, as the store's directory is
+        writable_dir(p, journal.key, journal.dir, makes_parent=journal.key == "journal.dir")
     if cfg.flow is not None and cfg.flow.directory is not None:
         _directory(p, cfg.flow.directory)
 

@@ -20,7 +20,7 @@ def summary(cfg: Config) -> list[str]:
     if flow is not None:
         listeners.append(f"agi {_hostport(flow.agi_host, flow.agi_port)}")
     lines.append("listeners: " + ", ".join(listeners))
-    lines.append(f"store: {cfg.store.describe()}" + (f", capture {cfg.ami.capture}" if cfg.ami.capture else ""))
+    lines.append(f"store: {cfg.store.describe()}" + (f", journal {cfg.journal.dir}" if cfg.journal else ""))
     if cfg.mqtt is not None:
         lines.append(f"mqtt: {_hostport(cfg.mqtt.host, cfg.mqtt.port)} topics {cfg.mqtt.topic_prefix}/...")
     if flow is None:
