@@ -320,10 +320,10 @@ def validate(
     kpi = _kpi(p, sections["kpi"], queue_kpi, sections["agents"])
     mqtt = parse_mqtt_section(p, table(p, data["mqtt"], "mqtt"), env) if "mqtt" in data else None
     journal = parse_journal(p, sections["journal"], ami.capture, store.path)
-    if journal is not None and not journal.key and store.url is not None:
+    if for_daemon and journal is not None and not journal.key and store.url is not None:
         # the default sits beside an SQLite file; a PostgreSQL store has none to sit beside
-        p.error("journal.dir", "required with store.url: the journal is a local directory (e.g. "
-                               "/var/lib/acdbridge/journal), the database is not")  # fmt: skip
+        p.warn("journal.dir", f"not set with store.url: the journal goes to {journal.dir}; set a "
+                              "local directory, e.g. /var/lib/acdbridge/journal")  # fmt: skip
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal)
     checks.check(cfg, p, data)
     return cfg, p

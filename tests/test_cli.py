@@ -104,7 +104,7 @@ def test_check_config_on_a_good_file_prints_a_summary(
         f"{config}: OK (1 warning)",
         "  ami: acdbridge@127.0.0.1:5038",
         "  listeners: http 0.0.0.0:9200",
-        f"  store: {tmp_path / 's.sqlite'}",
+        f"  store: {tmp_path / 's.sqlite'}, journal {tmp_path / 's.journal'}",
         "  call flow: none (no [agi] section: the daemon only watches)",
     ]
 

@@ -635,9 +635,12 @@ def test_the_daemon_runs_in_the_units_sandbox(installed: Installed, tmp_path: Pa
     for denied in ("Operation not permitted", "Permission denied", "Traceback", "Read-only file system"):
         assert denied not in text, text
     # UMask=0077: the store holds callers' numbers
-    stored = {p.name: (p.stat().st_uid, _mode(p)) for p in box.state.iterdir()}
+    # (the AMI journal is a directory of segments: 0700, its segments 0600)
+    stored = {p.relative_to(box.state).as_posix(): (p.stat().st_uid, _mode(p)) for p in box.state.rglob("*")}
     assert stored.get("acdbridge.sqlite") == (NOBODY, 0o600), stored
-    assert all(mode == 0o600 for _, mode in stored.values()), stored
+    journal = [p for p in box.state.rglob("*") if p.is_dir()]
+    assert journal and all(_mode(d) == 0o700 for d in journal), stored
+    assert all(mode == 0o600 for name, (_, mode) in stored.items() if not (box.state / name).is_dir()), stored
 
 
 def test_the_installed_config_passes_the_units_check_as_shipped(installed: Installed, tmp_path: Path) -> None:
