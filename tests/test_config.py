@@ -664,6 +664,8 @@ FILES_CHECKED = ("manager.conf", "queues.conf", "pjsip.conf", "queuerules.conf")
 def test_a_postgresql_store_wants_the_journal_in_a_directory_of_its_own() -> None:
     data = {"ami": {"secret": "s"}, "store": {"url": "postgresql://acd@db/acd"}}
     _, p = config.validate(data, "c.toml", env={})
-    assert p.errors == [] and len(p.warnings) == 1 and p.warnings[0].startswith("c.toml: journal.dir: warning")
+    assert (
+        p.errors == [] and len(p.warnings) == 1 and p.warnings[0].startswith("c.toml: journal.dir: warning")
+    )
     _, p = config.validate({**data, "journal": {"dir": "/var/lib/acdbridge/journal"}}, "c.toml", env={})
     assert p.warnings == []
