@@ -108,6 +108,7 @@ class Daemon:
             short_abandon_s={q: c.short_abandon_s for q, c in cfg.kpi.queues.items()},
             on_leg=lambda r: record("ivr", r),
             on_feedback=lambda r: record("feedback", r),
+            limits=cfg.limits,
         )
         self.journal, self.checkpoints = self._journal(cfg)
         self.ami = AmiClient(

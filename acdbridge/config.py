@@ -46,10 +46,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from acdbridge.adapters.mqtt import MqttConfig
 from acdbridge.core.kpi import DAY_S, KpiConfig, QueueKpiConfig
+from acdbridge.core.limits import Limits
 from acdbridge.errors import AcdError
 from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 from acdbridge.settings import checks
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
+from acdbridge.settings.limitsconf import parse_limits
 from acdbridge.settings.mqttsecret import parse_mqtt_section
 from acdbridge.settings.problems import Problems, dotted, get, known, listen, table
 from acdbridge.settings.secrets import secret
@@ -57,7 +59,7 @@ from acdbridge.settings.secrets import secret
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal"} | FLOW_SECTIONS
+SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits"} | FLOW_SECTIONS
 
 
 class ConfigError(AcdError):
@@ -125,6 +127,7 @@ class Config:
     mqtt: MqttConfig | None = None  # no [mqtt] section: no MQTT
     flow: FlowConfig | None = None  # no [agi] section: no greeting, routing or feature codes
     journal: JournalConfig | None = None  # a config file has one unless `enabled = false`
+    limits: Limits = field(default_factory=Limits)  # what the trackers remember at most
 
 
 def _ami(p: Problems, t: dict[str, Any], env: Mapping[str, str], require_secret: bool) -> AmiConfig:
@@ -311,7 +314,7 @@ def validate(
         p.error("", f"unknown sections {unknown}; known: {', '.join(sorted(SECTIONS))}")
     sections = {
         name: table(p, data.get(name, {}), name)
-        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal")
+        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits")
     }
     ami = _ami(p, sections["ami"], env, require_secret=for_daemon)
     store = _store(p, sections["store"], env)
@@ -324,7 +327,8 @@ def validate(
         # the default sits beside an SQLite file; a PostgreSQL store has none to sit beside
         p.warn("journal.dir", f"not set with store.url: the journal goes to {journal.dir}; set a "
                               "local directory, e.g. /var/lib/acdbridge/journal")  # fmt: skip
-    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal)
+    limits = parse_limits(p, sections["limits"])
+    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits)
     checks.check(cfg, p, data)
     return cfg, p
 

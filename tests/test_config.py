@@ -669,3 +669,16 @@ def test_a_postgresql_store_wants_the_journal_in_a_directory_of_its_own() -> Non
     )
     _, p = config.validate({**data, "journal": {"dir": "/var/lib/acdbridge/journal"}}, "c.toml", env={})
     assert p.warnings == []
+
+
+def test_the_trackers_limits_come_from_the_config() -> None:
+    data = {"ami": {"secret": "s"}, "limits": {"max_callers": 500, "caller_max_age_h": 2}}
+    cfg, p = config.validate(data, "c.toml", env={})
+    assert p.errors == [] and cfg.limits.max_callers == 500 and cfg.limits.caller_max_age_s == 7200
+    assert cfg.limits.max_agents == 5000  # the rest keep their defaults
+    _, p = config.validate({"ami": {"secret": "s"}, "limits": {"max_queues": 0, "max_seats": 3}}, "c.toml")
+    assert sorted(p.errors) == [
+        "c.toml: limits.max_queues: must be a positive number (1-500000), got 0",
+        "c.toml: limits: unknown keys ['max_seats']; known: caller_max_age_h, max_agents, "
+        "max_callers, max_channels, max_members, max_queues",
+    ]
