@@ -519,3 +519,20 @@ def test_replay_kpi_command_prints_the_same_with_its_config(tmp_path: Path) -> N
         printed["queues"]["water"]["sl_threshold_s"] == 30.0
         and printed["queues"]["water"]["short_abandon_s"] == 3.0
     )
+
+
+def test_a_visit_without_hold_or_ring_time_counts_without_them() -> None:
+    """Visits backfilled from queue_log know neither (their talk_s includes the hold)."""
+    from acdbridge.replay import replay_records
+
+    visits = replay_records(TRACES / "sip_hold.ami")
+    answered = [v for v in visits if v["outcome"] == "answered"]
+    assert answered and any(v["hold_s"] for v in answered)
+    blind = [{**v, "hold_s": None, "hold_count": None, "ring_s": None} for v in answered]
+    both = kpis_over([*answered, *blind], [], KpiConfig())["queues"]
+    only_known = kpis_over(answered, [], KpiConfig())["queues"]
+    for queue, figures in both.items():
+        assert figures["answered"] == 2 * only_known[queue]["answered"]
+        assert figures["avg_hold_s"] == only_known[queue]["avg_hold_s"]  # the unknown ones are left out
+        assert figures["avg_rings"] == only_known[queue]["avg_rings"]
+        assert figures["aht_s"] is not None and figures["aht_s"] < only_known[queue]["aht_s"]

@@ -121,7 +121,8 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 
 
 def _handle_s(v: Record) -> float:
-    return float(v["talk_s"] + v["hold_s"] + (v["wrap_s"] or 0.0))
+    # hold_s is null in a visit backfilled from queue_log (its talk_s then includes the hold)
+    return float(v["talk_s"] + (v["hold_s"] or 0.0) + (v["wrap_s"] or 0.0))
 
 
 def _queue_kpis(visits: list[Record], qc: QueueKpiConfig, cfg: KpiConfig) -> dict[str, Any]:
@@ -151,10 +152,10 @@ def _queue_kpis(visits: list[Record], qc: QueueKpiConfig, cfg: KpiConfig) -> dic
         "max_wait_s": _r(max(v["wait_s"] for v in queued)) if queued else None,
         "avg_abandon_wait_s": _mean([v["wait_s"] for v in abandoned]),
         "avg_talk_s": _mean([v["talk_s"] for v in answered]),
-        "avg_hold_s": _mean([v["hold_s"] for v in answered]),
+        "avg_hold_s": _mean([v["hold_s"] for v in answered if v["hold_s"] is not None]),
         "avg_wrap_s": _mean([v["wrap_s"] or 0.0 for v in answered]),
         "aht_s": _mean([_handle_s(v) for v in answered]),
-        "avg_rings": _mean([v["ring_s"] / cfg.ring_cadence_s for v in answered]),
+        "avg_rings": _mean([v["ring_s"] / cfg.ring_cadence_s for v in answered if v["ring_s"] is not None]),
         "abandon_rate": _ratio(len(abandoned) - len(short), base),
         "percent_answered": _ratio(len(answered), offered),
         "transfers": transfers,
@@ -185,7 +186,7 @@ def _agent_kpis(
     out: dict[str, Any] = {
         "answered": len(answered),
         "talk_s": _r(math.fsum(v["talk_s"] for v in answered)),
-        "hold_s": _r(math.fsum(v["hold_s"] for v in answered)),
+        "hold_s": _r(math.fsum(v["hold_s"] or 0.0 for v in answered)),
         "wrap_s": _r(math.fsum(v["wrap_s"] or 0.0 for v in answered)),
         "aht_s": _mean([_handle_s(v) for v in answered]),
         "ring_no_answer": no_answer,

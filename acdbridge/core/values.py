@@ -38,6 +38,7 @@ _NUMERIC = DECIMAL_HEADERS | INTEGER_HEADERS
 PROBLEM_KINDS = (
     "timestamp_out_of_range", "not_ascii_digits", "value_too_long", "frame_too_large", "malformed_frame",
     "evicted_caller", "evicted_agent", "evicted_member", "evicted_queue", "evicted_channel",
+    "queue_log_malformed", "journal_torn_tail",
 )  # fmt: skip
 
 
