@@ -97,7 +97,8 @@ class Daemon:
         self.store: Store = store or open_store(cfg.store, exclusive=True)  # SQLite, or PostgreSQL by url
         self.events: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
         self.events_dropped = 0
-        self.writer = StoreWriter(self.store, QUEUE_SIZE)
+        self.stop = asyncio.Event()
+        self.writer = StoreWriter(self.store, QUEUE_SIZE, self.stop)
         self.kpis = KpiEngine(cfg.kpi)
         record = Recorder(self.kpis, self.writer)
         self.pipeline = Pipeline(
@@ -129,7 +130,6 @@ class Daemon:
             self.agi = FastAgiServer(handlers, cfg.flow.agi_host, cfg.flow.agi_port,
                                      read_timeout_s=cfg.flow.agi_read_timeout_s,
                                      max_sessions=cfg.flow.agi_max_sessions)  # fmt: skip
-        self.stop = asyncio.Event()
         self.restarts: dict[str, int] = {}
         self.reloader = Reloader(config_path, self.callflow)
         self.lag = rt_health.LoopLag()

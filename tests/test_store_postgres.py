@@ -487,3 +487,45 @@ def test_the_daemon_runs_on_postgres(
     assert daemon.stop() == 0
     assert _saved_states(pg_url, pg_cluster.password) == [("east", True)]
     assert "store_write_failed" not in daemon.log_text() and "Traceback" not in daemon.log_text()
+
+
+def test_the_writer_waits_out_a_database_outage_and_gives_up_only_at_stop(
+    pg_cluster: PgCluster, pg_url: str
+) -> None:
+    """An outage longer than the writer's retries of any other failure (0.5 + 1.0 + 1.5 s) loses
+    nothing; a stop during an outage ends the wait at once, the records counted as lost (the
+    journal writes them at the next start)."""
+    store = PostgresStore(pg_url, password=pg_cluster.password, pbx="outage", exclusive=True)
+    before = store.count("visits")
+    waited = [_visit(f"o.{i}") for i in range(20)]
+    given_up = [_visit(f"g.{i}") for i in range(5)]
+
+    async def outage(
+        writer: StoreWriter, records: list[dict[str, Any]], down_s: float, then_stop: bool
+    ) -> float:
+        pg_cluster.stop()
+        for v in records:
+            writer.put("visit", v)
+        task = asyncio.create_task(writer.drain())
+        await asyncio.sleep(down_s)
+        started = time.monotonic()
+        if then_stop:
+            assert writer.stop is not None
+            writer.stop.set()
+        else:
+            await asyncio.to_thread(pg_cluster.start)
+        await asyncio.wait_for(task, 60)
+        return time.monotonic() - started
+
+    async def both() -> tuple[StoreWriter, float]:
+        writer = StoreWriter(store, 1000, asyncio.Event())
+        await outage(writer, waited, 4.5, then_stop=False)
+        assert writer.stats.store_write_errors >= 3 and writer.stats.records_lost == 0
+        assert store.count("visits") == before + 20
+        return writer, await outage(writer, given_up, 1.0, then_stop=True)
+
+    writer, took = asyncio.run(both())
+    pg_cluster.start()
+    assert writer.stats.records_lost == 5 and took < 5  # a stop never waits out the backoff
+    assert store.count("visits") == before + 20
+    store.close()

@@ -1,7 +1,11 @@
 """The store writer: finished records from the loop, in batches, to the store's worker thread.
 
 The records queue is bounded; a full queue drops, counts and logs (never grows without limit).
-A failed batch is retried; what still fails is counted and logged with the uniqueids it held.
+A failed batch is retried. While the database cannot be reached at all (PostgreSQL restarting:
+StoreUnavailable) it is retried without end, with capped backoff, until the daemon stops: the
+records wait in the bounded queue meanwhile (what overflows it is counted, and the journal
+brings it back at the next start). Any other failure (disk full, a locked file) is retried
+RETRIES times; what still fails is counted and logged with the uniqueids it held.
 Each batch's write time goes to a histogram (`acd_store_write_seconds`).
 
 Every record put gets a sequence number, so a checkpoint can ask "is everything up to record n
@@ -12,17 +16,21 @@ again (the store ignores the ones it already has)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
-from acdbridge.adapters.store import Record, Store
+from acdbridge.adapters.reconnect import backoff_delay
+from acdbridge.adapters.store import Record, Store, StoreUnavailable
 from acdbridge.core.tallies import Histogram
 
 log = structlog.get_logger("acdbridge.writer")
 BATCH = 500
 RETRIES = 3
+OUTAGE_MAX_S = 30.0  # the longest wait between attempts while the database is unreachable
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 Item = tuple[str, Record, int] | None  # kind, record, sequence; None: the end (an orderly stop)
 
@@ -38,8 +46,9 @@ class WriterStats:
 
 
 class StoreWriter:
-    def __init__(self, store: Store, size: int) -> None:
+    def __init__(self, store: Store, size: int, stop: asyncio.Event | None = None) -> None:
         self.store = store
+        self.stop = stop  # once set, an unreachable database is given up on like any failure
         self.queue: asyncio.Queue[Item] = asyncio.Queue(size)
         self.stats = WriterStats()
         self.emitted = 0  # records put, dropped ones included
@@ -102,7 +111,8 @@ class StoreWriter:
     async def _store_batch(self, by_kind: dict[str, list[Record]]) -> bool:
         visits, states = by_kind["visit"], by_kind["agent_state"]
         legs, feedback = by_kind["ivr"], by_kind["feedback"]
-        for attempt in range(RETRIES):
+        attempt = 0
+        while attempt < RETRIES:
             started = time.perf_counter()
             try:
                 if visits or states:
@@ -117,9 +127,22 @@ class StoreWriter:
             except Exception as exc:  # disk full, locked database...: retry, then count the loss
                 self.stats.store_write_errors += 1
                 log.error("store_write_failed", error=str(exc), attempt=attempt + 1, visits=len(visits))
-                await asyncio.sleep(0.5 * (attempt + 1))
-        lost = [*visits, *states, *legs, *feedback]
+                outage = isinstance(exc, StoreUnavailable) and not (self.stop and self.stop.is_set())
+                await self._pause(attempt, outage)
+                attempt = min(attempt + 1, RETRIES - 1) if outage else attempt + 1
+        lost = [*visits, *states, *legs, *feedback]  # (the journal has them: the next start writes them)
         self.stats.records_lost += len(lost)
         uniqueids = sorted({str(r.get("uniqueid")) for r in lost if r.get("uniqueid")})
         log.error("records_lost", count=len(lost), uniqueids=uniqueids[:50])
         return False
+
+    async def _pause(self, attempt: int, outage: bool) -> None:
+        if not outage:
+            await asyncio.sleep(0.5 * (attempt + 1))
+            return
+        delay = backoff_delay(self.stats.store_write_errors, 0.5, OUTAGE_MAX_S, random.uniform(0.5, 1.0))
+        if self.stop is None:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
+            await asyncio.wait_for(self.stop.wait(), delay)
