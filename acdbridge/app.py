@@ -179,6 +179,7 @@ class Daemon:
             store_rows_rejected=getattr(self.store, "rejected", 0), records_lost=w.records_lost,
             mqtt=(self.mqtt.stats.connected, self.mqtt.backlog) if self.mqtt else None,
             sse=(getattr(http, "streams", 0), getattr(http, "sse_dropped", 0)) if http else None,
+            journal=dict(vars(self.journal.stats)) if self.journal is not None else None,
         )  # fmt: skip
 
     def publish_metrics(self) -> None:

@@ -153,7 +153,7 @@ def test_every_series_the_alert_rules_use_is_exported() -> None:
     health = Health(True, 1, 0, 0, {"events": 0, "records": 0})
     windows = window_kpis(engine, cfg.kpi, pipeline.calls.now)
     lag, writes = Histogram((0.1,)), Histogram((0.1,))
-    daemon = DaemonHealth(lag, writes, queue_depth={"events": 0}, task_restarts={"metrics": 0})
+    daemon = DaemonHealth(lag, writes, queue_depth={"events": 0}, task_restarts={"metrics": 0}, journal={})
     collector.publish(
         build_families(pipeline.tallies, live, health, windows, cfg.kpi) + daemon_families(daemon)
     )

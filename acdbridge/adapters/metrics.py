@@ -46,6 +46,7 @@ class DaemonHealth:
     records_lost: int = 0
     mqtt: tuple[bool, int] | None = None  # (connected, messages waiting to be published)
     sse: tuple[int, int] | None = None  # (live /events clients, updates dropped for slow ones)
+    journal: Mapping[str, float] | None = None  # adapters/journal.py JournalStats, as a dict
 
 
 def _labelled(kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str, doc: str, label: str,
@@ -82,6 +83,8 @@ def daemon_families(h: DaemonHealth) -> list[Metric]:
             GaugeMetricFamily("acd_mqtt_connected", "1 while connected to the broker", value=int(h.mqtt[0])),
             GaugeMetricFamily("acd_mqtt_backlog", "MQTT messages waiting to be published", value=h.mqtt[1]),
         ]  # fmt: skip
+    if h.journal is not None:
+        families += _journal_families(h.journal)
     if h.sse is not None:
         families += [
             GaugeMetricFamily("acd_http_sse_clients", "Live wallboard /events streams", value=h.sse[0]),
@@ -89,6 +92,21 @@ def daemon_families(h: DaemonHealth) -> list[Metric]:
                                 value=h.sse[1]),
         ]  # fmt: skip
     return families
+
+
+_JOURNAL = {  # JournalStats field -> (series, help)
+    "records": ("acd_journal_records", "AMI reads appended to the journal"),
+    "bytes": ("acd_journal_bytes", "AMI bytes appended to the journal"),
+    "dropped_records": ("acd_journal_dropped_records", "AMI reads the journal could not keep (buffer full)"),
+    "write_errors": ("acd_journal_write_errors", "Failed journal writes or fsyncs"),
+    "fsyncs": ("acd_journal_fsyncs", "Group commits (one fsync each)"),
+    "fsync_seconds": ("acd_journal_fsync_seconds", "Time spent in journal fsyncs"),
+    "segments_deleted": ("acd_journal_segments_deleted", "Journal segments deleted past retention"),
+}
+
+
+def _journal_families(stats: Mapping[str, float]) -> list[Metric]:
+    return [CounterMetricFamily(name, doc, value=stats.get(key, 0)) for key, (name, doc) in _JOURNAL.items()]
 
 
 # Window KPIs exported as gauges {queue, window}: the catalogue's name -> Prometheus name and unit.
