@@ -38,7 +38,7 @@ $(BIN)/.installed: pyproject.toml
 demo: deps demo-stop-daemon
 	$(BIN)/acdbridge lab up
 	$(BIN)/acdbridge prompts build --config examples/acdbridge-lab.toml
-	mkdir -p demo && rm -f demo/acdbridge.sqlite* demo/ami-capture.raw
+	mkdir -p demo && rm -rf demo/acdbridge.sqlite* demo/journal  # a fresh demo: no state to recover
 	printf 'listener 21883 127.0.0.1\nallow_anonymous true\nuser root\n' > demo/mosquitto.conf
 	mosquitto -d -c demo/mosquitto.conf
 	$(BIN)/acdbridge run --config examples/acdbridge-lab.toml > demo/daemon.log 2>&1 < /dev/null & echo $$! > demo/daemon.pid
