@@ -130,6 +130,15 @@ def test_checked_drops_bad_numbers_truncates_long_values_and_reports_once_per_ki
     assert len(said) == 3
 
 
+def test_a_status_word_is_a_problem_only_where_the_core_reads_a_number() -> None:
+    problems = Problems(lambda _line: None)
+    booted = AmiMessage("event", "FullyBooted", {"Event": "FullyBooted", "Status": "Fully Booted"})
+    assert checked(booted, 0.0, problems) is booted and problems.counts == {}
+    member = AmiMessage("event", "QueueMemberStatus", {"Event": "QueueMemberStatus", "Status": "Fully"})
+    assert "Status" not in checked(member, 0.0, problems).headers
+    assert problems.counts == {"not_ascii_digits": 1}
+
+
 def test_an_oversized_frame_is_dropped_to_its_end_and_the_next_one_parsed() -> None:
     counted: list[str] = []
     parser = FrameParser(count=lambda kind, _detail: counted.append(kind))

@@ -118,6 +118,8 @@ def checked(msg: AmiMessage, received_at: float, problems: Problems) -> AmiMessa
         value = h[key]
         if value.isdigit() and value.isascii() and len(value) <= 12:
             continue  # nearly every value: a plain ASCII integer
+        if key == "Status" and not msg.name.startswith("QueueMember"):
+            continue  # a word elsewhere ("Fully Booted"); the core reads only a member's Status
         ok = _decimal_ok if key in DECIMAL_HEADERS else _integer_ok
         if not ok(value):
             problems.count("not_ascii_digits", f"{msg.name} {key} {value[:40]!r}")

@@ -1,0 +1,445 @@
+"""The real daemon under a fake PBX: CPU time with and without the AMI journal, and every visit stored.
+
+Prints figures and ratios from one run; asserts nothing about timing. From the repository root:
+
+    nice -n 10 .venv/bin/python benchmarks/ami_load.py [--rate 3500] [--seconds 60] [--copies N] [--quick]
+
+A fake AMI server on loopback (asyncio, a free port) sends Asterisk's banner, accepts the Login,
+answers the daemon's resync the way Asterisk 22 does (GetConfig of queues.conf from
+asterisk_conf/queues.conf, QueueStatus and CoreShowChannels as lists with their "...Complete"
+event, Ping; anything else: Response: Error), then replays the event frames of the recorded lab
+traces (tests/fixtures/traces) as N concurrent copies, each with its own ids (every
+`acdlab-<n>.<n>` id and every Local/ and PJSIP/ channel and interface gets a per-copy prefix, so
+each copy has its own calls and agents), the copies spread evenly over one period of the traces'
+clock and merged in time order. The frames are sent at a fixed event rate (`--rate`, in batches
+every 10 ms) or, with `--rate 0`, at the traces' own pace; each frame's Timestamp is its send
+time.
+
+The daemon is the real one (`acdbridge run` as a subprocess, no [agi] section): once with the
+journal on, once off, each with a fresh store. Its CPU time (utime + stime of /proc/PID/stat,
+every thread) is taken from the first event sent until it is idle again after the last. Then
+the wrap-ups still running expire on the daemon's clock, it gets a SIGTERM, and the visits in
+its SQLite store are counted against those `acdbridge.replay.replay_records` finds in the very
+bytes the server sent on that connection."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import heapq
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from replay_bench import EVENT, GAP_S, ID_PREFIX, SEP, TRACE_NAMES, read_trace  # noqa: E402
+
+from acdbridge.replay import replay_records  # noqa: E402
+
+DAEMON = ROOT / ".venv" / "bin" / "acdbridge"
+QUEUES_CONF = ROOT / "asterisk_conf" / "queues.conf"
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"  # what Asterisk 22 sends
+CHANNEL_PREFIX = re.compile(rb"(?<=Local/)|(?<=PJSIP/)")  # channels and interfaces, per copy
+TIMESTAMP = re.compile(rb"(?<=\r\nTimestamp: )\d+(?:\.\d+)?")
+TIMESTAMP_FIRST = re.compile(rb"\r\nTimestamp: (\d+(?:\.\d+)?)")
+TICK_S = 0.01  # fixed-rate mode: a batch of frames every 10 ms
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 30.0
+IDLE_CPU_S = 0.02  # the daemon is idle again once it uses less than this in IDLE_SAMPLE_S
+IDLE_SAMPLE_S = 0.5
+IDLE_TIMEOUT_S = 60.0
+WRAP_MARGIN_S = 6.0  # beyond the longest wrapuptime: AgentComplete grace (2 s), the tick's margin (2 s)
+
+
+# -- the load ------------------------------------------------------------------------------------
+def one_copy() -> tuple[list[tuple[float, bytes]], float]:
+    """The traces' event frames back to back on one clock (GAP_S apart, as replay_bench lays them
+    out): [(trace time, frame)], and the period of one copy."""
+    out: list[tuple[float, bytes]] = []
+    cursor = 0.0
+    for name in TRACE_NAMES:
+        events = [f for f in read_trace(name) if f.startswith(EVENT)]
+        times = [float(m[1]) if (m := TIMESTAMP_FIRST.search(f)) else math.nan for f in events]
+        known = [t for t in times if not math.isnan(t)]
+        first, last, prev = min(known), max(known), min(known)
+        for t, frame in zip(times, events, strict=True):
+            prev = prev if math.isnan(t) else t  # a frame without a Timestamp goes with the last one
+            out.append((cursor + prev - first, frame + SEP))
+        cursor += last - first + GAP_S
+    return out, cursor
+
+
+def load(copies: int) -> tuple[list[bytes], list[float], int]:
+    """N copies with their own ids, spread evenly over one period and merged in time order:
+    ([frame], [its trace time, from the first frame], events per copy)."""
+    base, period = one_copy()
+    stagger = period / copies
+
+    def copy(k: int) -> Iterator[tuple[float, int, bytes]]:
+        prefix = b"c%d-" % k
+        for t, frame in base:
+            yield t + k * stagger, k, CHANNEL_PREFIX.sub(prefix, ID_PREFIX.sub(prefix, frame))
+
+    merged = list(heapq.merge(*(copy(k) for k in range(copies))))
+    t0 = merged[0][0]
+    return [f for _, _, f in merged], [t - t0 for t, _, _ in merged], len(base)
+
+
+def getconfig_reply(action_id: str) -> bytes:
+    """GetConfig queues.conf as Asterisk 22 answers it: each category with its template's lines
+    first, then its own; templates themselves are not listed."""
+    cats: list[tuple[str, list[str], list[str]]] = []  # (name, templates, lines)
+    templates: dict[str, list[str]] = {}
+    lines: list[str] | None = None
+    for raw in QUEUES_CONF.read_text(encoding="utf-8").splitlines():
+        text = raw.split(";", 1)[0].strip()
+        if m := re.fullmatch(r"\[([^\]]+)\](?:\(([^)]*)\))?", text):
+            name, opts = m[1], [o.strip() for o in (m[2] or "").split(",") if o.strip()]
+            lines = [line for o in opts if o != "!" for line in templates.get(o, [])]
+            if "!" in opts:
+                templates[name] = lines
+            else:
+                cats.append((name, [o for o in opts if o != "!"], lines))
+        elif lines is not None and "=" in text:
+            key, _, value = text.partition("=")
+            lines.append(f"{key.strip()}={value.strip()}")
+    out = [f"Response: Success\r\nActionID: {action_id}\r\n"]
+    for c, (name, parents, body) in enumerate(cats):
+        out.append(f"Category-{c:06d}: {name}\r\n")
+        if parents:
+            out.append(f"Templates-{c:06d}: {','.join(parents)}\r\n")
+        out += [f"Line-{c:06d}-{n:06d}: {line}\r\n" for n, line in enumerate(body)]
+    return ("".join(out) + "\r\n").encode()
+
+
+def longest_wrapup() -> float:
+    reply = getconfig_reply("x").decode()
+    return max((float(v) for v in re.findall(r"wrapuptime=(\d+(?:\.\d+)?)", reply)), default=0.0)
+
+
+# -- the fake PBX ----------------------------------------------------------------------------------
+@dataclass
+class Session:
+    """One AMI connection: everything written to it, in order, and how far the daemon got."""
+
+    writer: asyncio.StreamWriter
+    sent: list[bytes] = field(default_factory=list)
+    resynced: asyncio.Event = field(default_factory=asyncio.Event)
+    actions: dict[str, int] = field(default_factory=dict)
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+        self.writer.write(data)
+
+
+class FakePbx:
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.connected = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.session is not None:
+            self.session.writer.close()
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.server.wait_closed(), 5)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.session is not None:  # one daemon, one connection: a reconnect would spoil the count
+            print("  !! a second AMI connection (the daemon reconnected); refused")
+            writer.close()
+            return
+        session = self.session = Session(writer)
+        session.write(BANNER)
+        self.connected.set()
+        try:
+            while frame := await reader.readuntil(SEP):
+                self._answer(session, frame)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def _answer(self, s: Session, frame: bytes) -> None:
+        headers = dict(
+            (k.strip().lower(), v.strip())
+            for k, _, v in (line.partition(":") for line in frame.decode(errors="replace").split("\r\n"))
+            if k
+        )
+        action, aid = headers.get("action", "").lower(), headers.get("actionid", "")
+        s.actions[action] = s.actions.get(action, 0) + 1
+        ok = f"Response: Success\r\nActionID: {aid}\r\n"
+        if action == "login":
+            s.write(f"{ok}Message: Authentication accepted\r\n\r\n".encode())
+            # no FullyBooted: the acdbridge user of asterisk_conf/manager.conf has no `system` read
+        elif action == "getconfig":
+            s.write(getconfig_reply(aid))
+        elif action in ("queuestatus", "coreshowchannels"):
+            what = "Queue status" if action == "queuestatus" else "Channels"
+            done = "QueueStatusComplete" if action == "queuestatus" else "CoreShowChannelsComplete"
+            s.write(f"{ok}EventList: start\r\nMessage: {what} will follow\r\n\r\n"
+                    f"Event: {done}\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 0\r\n\r\n"
+                    .encode())  # fmt: skip
+            if action == "coreshowchannels":
+                s.resynced.set()  # the daemon's last resync action
+        elif action == "ping":
+            s.write(f"{ok}Ping: Pong\r\nTimestamp: {time.time():.6f}\r\n\r\n".encode())
+        elif action == "logoff":
+            s.write(
+                f"Response: Goodbye\r\nActionID: {aid}\r\nMessage: Thanks for all the fish.\r\n\r\n".encode()
+            )
+        else:
+            s.write(
+                f"Response: Error\r\nActionID: {aid}\r\nMessage: Invalid/unknown command\r\n\r\n".encode()
+            )
+
+
+async def stream(s: Session, frames: list[bytes], rate: float, times: list[float]) -> float:
+    """Every frame, its Timestamp the send time: at `rate` frames/s, or at the trace's pace
+    (`times`, seconds from the first frame) when rate is 0. The seconds it took."""
+    started = time.time()
+    i, n = 0, len(frames)
+    deadline = time.monotonic() + (n / rate if rate else times[-1]) * 3 + 60  # never forever
+    while i < n and time.monotonic() < deadline:
+        now = time.time() - started
+        due = min(n, int(now * rate) + 1) if rate else bisect.bisect_right(times, now, lo=i)
+        batch = []
+        for j in range(i, due):
+            at = b"%.6f" % (started + (j / rate if rate else times[j]))
+            batch.append(TIMESTAMP.sub(at, frames[j], count=1))
+        if batch:
+            s.write(b"".join(batch))
+            await s.writer.drain()  # a daemon that cannot keep up slows the load down: the rate shows it
+        i = due
+        if i < n:
+            wake = (i / rate) if rate else times[i]
+            await asyncio.sleep(max(0.0, min(TICK_S if rate else 1.0, wake - (time.time() - started))))
+    return time.time() - started
+
+
+# -- the daemon ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@dataclass
+class Run:
+    journal: bool
+    events: int = 0
+    send_s: float = 0.0
+    cpu_s: float = 0.0
+    idle_wait_s: float = 0.0
+    stored: int = -1
+    expected: int = -1
+    exit_status: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+async def wait_idle(pid: int) -> float:
+    started = time.monotonic()
+    last = cpu_seconds(pid)
+    while time.monotonic() - started < IDLE_TIMEOUT_S:
+        await asyncio.sleep(IDLE_SAMPLE_S)
+        now = cpu_seconds(pid)
+        if now - last < IDLE_CPU_S:
+            break
+        last = now
+    return time.monotonic() - started
+
+
+def start_daemon(work: Path, ami_port: int, journal: bool) -> tuple[subprocess.Popen[bytes], IO[str]]:
+    work.mkdir(parents=True)
+    config = work / "acdbridge.toml"
+    config.write_text(
+        f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\nsecret = "x"\n'
+        f"ping_interval_s = 2\naction_timeout_s = 5\nreconnect_min_s = 0.2\nreconnect_max_s = 2\n"
+        f'[store]\npath = "{work / "store.sqlite"}"\n'
+        f'[http]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f"[journal]\nenabled = {'true' if journal else 'false'}\n"
+        + (f'dir = "{work / "journal"}"\n' if journal else "")
+    )
+    log = (work / "daemon.log").open("w")
+    proc = subprocess.Popen(
+        [str(DAEMON), "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    return proc, log
+
+
+def collect(result: Run, work: Path, sent: list[bytes]) -> None:
+    """Visits stored against visits the same bytes give through replay; what the log says."""
+    text = (work / "daemon.log").read_text(errors="replace")
+    if (logins := text.count("ami_connected")) != 1:
+        result.notes.append(f"{logins} AMI logins (expected 1)")
+    problems: dict[str, int] = {}
+    for line in text.splitlines():
+        if '"level": "warning"' in line or '"level": "error"' in line:
+            event = m[1] if (m := re.search(r'"event": "([^"]*)"', line)) else line[:80]
+            problems[event] = problems.get(event, 0) + 1
+    if problems:
+        result.notes.append(f"warnings and errors in the daemon's log: {problems}")
+    stop = [line for line in text.splitlines() if "daemon_stop" in line]
+    if stop:
+        keep = ("events_dropped", "records_dropped", "records_lost", "store_write_errors", "ami_reconnects",
+                "ami_messages", "journal")  # fmt: skip
+        figures = {k: v for k, v in json.loads(stop[-1]).items() if k in keep}
+        result.notes.append(f"daemon_stop: {figures}")
+    with contextlib.closing(sqlite3.connect(work / "store.sqlite")) as db:
+        result.stored = int(db.execute("SELECT COUNT(*) FROM visits").fetchone()[0])
+    trace = work / "sent.ami"
+    trace.write_bytes(b"".join(sent))
+    result.expected = len(replay_records(trace))
+
+
+async def run_daemon(frames: list[bytes], rate: float, times: list[float], journal: bool, work: Path) -> Run:
+    result = Run(journal)
+    pbx = FakePbx()
+    await pbx.start()
+    proc, log = await asyncio.to_thread(start_daemon, work, pbx.port, journal)
+    try:
+        try:
+            await asyncio.wait_for(pbx.connected.wait(), START_TIMEOUT_S)
+            assert pbx.session is not None
+            await asyncio.wait_for(pbx.session.resynced.wait(), START_TIMEOUT_S)
+        except TimeoutError:
+            log.flush()
+            raise RuntimeError(f"the daemon did not log in and resync (log: {work / 'daemon.log'})") from None
+        await asyncio.sleep(1.0)  # start-up settles (its first checkpoint)
+        session = pbx.session
+        cpu0 = cpu_seconds(proc.pid)
+        result.send_s = await stream(session, frames, rate, times)
+        result.events = len(frames)
+        result.idle_wait_s = await wait_idle(proc.pid)
+        result.cpu_s = cpu_seconds(proc.pid) - cpu0
+        await asyncio.sleep(longest_wrapup() + WRAP_MARGIN_S)  # wrap-ups end on the daemon's clock
+        result.notes.append(f"actions answered: {dict(sorted(session.actions.items()))}")
+        proc.send_signal(signal.SIGTERM)
+        result.exit_status = await asyncio.to_thread(proc.wait, STOP_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+        log.close()
+        await pbx.close()
+    assert pbx.session is not None
+    await asyncio.to_thread(collect, result, work, pbx.session.sent)
+    return result
+
+
+def report(r: Run) -> None:
+    label = "journal on " if r.journal else "journal off"
+    print(f"  {label}: {r.events:,} events in {r.send_s:.1f} s ({r.events / r.send_s:,.0f} events/s), "
+          f"daemon CPU {r.cpu_s:.2f} s ({100 * r.cpu_s / r.send_s:.1f} % of one core; idle "
+          f"again {r.idle_wait_s:.1f} s after the last event), visits stored {r.stored:,} of "
+          f"{r.expected:,} expected, exit status {r.exit_status}")  # fmt: skip
+    for note in r.notes:
+        print(f"    {note}")
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    per_copy = len(one_copy()[0])
+    copies = args.copies or (max(1, math.ceil(args.rate * args.seconds / per_copy)) if args.rate else 10)
+    started = time.perf_counter()
+    frames, times, per_copy = load(copies)
+    times = [t / args.speed for t in times]
+    span = times[-1]
+    pace = f"{args.rate:,.0f} events/s" if args.rate else f"the traces' own pace x {args.speed:g}"
+    print(f"Python {platform.python_version()} on {platform.platform()}, os.cpu_count() = {os.cpu_count()}")
+    print(f"load: {copies} concurrent copies x {per_copy:,} event frames = {len(frames):,} frames "
+          f"({sum(map(len, frames)) / 1e6:.1f} MB; {span * args.speed:,.0f} s of trace time), "
+          f"sent at {pace}; "
+          f"built in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix="acd-amiload-"))
+    one = work / "one-copy.ami"  # one copy with its recorded times: the visits each copy should give
+    one.write_bytes(
+        BANNER + getconfig_reply("acdbridge-getconfig-queues") + b"".join(f for _, f in one_copy()[0])
+    )
+    per_copy_visits = len(replay_records(one))
+    runs: list[Run] = []
+    order = [
+        k % 2 == 1 if (k // 2) % 2 == 0 else k % 2 == 0 for k in range(2 * args.runs)
+    ]  # off on on off ..
+    try:
+        for k, journal in enumerate(order):
+            where = work / f"{k}-{'on' if journal else 'off'}"
+            runs.append(await run_daemon(frames, args.rate, times, journal, where))
+            report(runs[-1])
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"  (kept {work})")
+    on = [r.cpu_s for r in runs if r.journal]
+    off = [r.cpu_s for r in runs if not r.journal]
+    ratio = sum(on) / sum(off) if sum(off) else math.inf
+    every = all(r.stored == r.expected for r in runs)
+    stored = ", ".join(f"{r.stored:,}/{r.expected:,}" for r in runs)
+    print(f"\ndaemon CPU without the journal {', '.join(f'{c:.2f}' for c in off)} s, with "
+          f"{', '.join(f'{c:.2f}' for c in on)} s")  # fmt: skip
+    print(f"journal adds {100 * (ratio - 1):+.1f} % daemon CPU (ratio {ratio:.3f}; goal < +10 %: "
+          f"{'met' if ratio < 1.10 else 'MISSED'}); every visit stored: {'yes' if every else 'NO'} "
+          f"(stored/expected per run: {stored})")  # fmt: skip
+    expected = sorted({r.expected for r in runs})
+    print(f"visits per copy: {', '.join(f'{e / copies:g}' for e in expected)}; "
+          f"one copy at its recorded pace gives {per_copy_visits}")  # fmt: skip
+    print(f"Command: `{shlex.join(sys.orig_argv)}`")
+    return 0 if every else 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=3500.0, help="event frames/s; 0: the traces' own pace")
+    ap.add_argument("--seconds", type=float, default=60.0, help="with --rate: load length (sets --copies)")
+    ap.add_argument(
+        "--copies", type=int, default=0, help="concurrent copies of the traces (overrides --seconds)"
+    )
+    ap.add_argument("--speed", type=float, default=1.0, help="with --rate 0: the traces' pace times this")
+    ap.add_argument(
+        "--runs", type=int, default=1, help="daemon runs per mode, alternated (off on on off ...)"
+    )
+    ap.add_argument("--quick", action="store_true", help="--seconds 10")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (stores, logs, the bytes sent)")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds = 10.0
+    if args.rate < 0 or args.seconds <= 0 or args.copies < 0 or args.speed <= 0 or not 1 <= args.runs <= 10:
+        ap.error("--rate >= 0, --seconds > 0, --copies >= 0, --speed > 0, --runs 1..10")
+    sys.exit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()
