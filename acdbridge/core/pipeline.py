@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,18 @@ from acdbridge.core.values import MAX_TS, MIN_TS, Problems, checked
 
 Record = dict[str, Any]
 DEFAULT_SHORT_ABANDON_S = 5.0
+# a checkpoint keeps the queues of this many recent calls, not all the tracker keeps (50,000): a
+# disposition or survey score comes minutes after its call, and each checkpoint (every few
+# seconds) would write and fsync 1.4 MB of them
+RECENT_QUEUES_KEPT = 5_000
+
+
+def recent(d: dict[str, str], n: int) -> dict[str, str]:
+    """The newest n entries of an insertion-ordered dict, oldest first."""
+    if len(d) <= n:
+        return d
+    newest = list(itertools.islice(reversed(d.items()), n))
+    return dict(reversed(newest))
 
 
 class Pipeline:
@@ -108,19 +121,39 @@ class Pipeline:
         self.janitor.after(self.calls.now)
 
     def snapshot(self) -> Record:
+        """The trackers' state as JSON-able data (a checkpoint, the orderly stop's saved state):
+        calls, agents and IVR legs in progress; the queues of recent calls (a disposition or a
+        survey score comes after the talk); the member book, so routing and the membership sync
+        need not wait for the next resync after a crash."""
+        m = self.members
         return {
             "version": 1,
             "calls": self.calls.snapshot(),
             "agents": self.agents.snapshot(),
             "legs": self.legs.snapshot(),
+            "recent_queue": recent(self.calls.recent_queue, RECENT_QUEUES_KEPT),
+            "members": {
+                "penalty": [[q, i, n] for (q, i), n in m.penalty.items()],
+                "paused": [[q, i, b] for (q, i), b in m.paused.items()],
+                "synced": m.synced,
+                "changes": m.changes,
+            },
         }
 
     def restore(self, snap: Record) -> None:
+        """A snapshot into this (fresh) pipeline; one from an older version lacks the last parts."""
         if snap.get("version") != 1:
             raise ValueError(f"unknown tracker snapshot version {snap.get('version')!r}")
         self.calls.restore(snap["calls"])
         self.agents.restore(snap["agents"])
         self.legs.restore(snap.get("legs", {}))
+        self.calls.recent_queue.update({str(u): str(q) for u, q in snap.get("recent_queue", {}).items()})
+        if (book := snap.get("members")) is not None:
+            m = self.members
+            m.penalty.update({(str(q), str(i)): int(n) for q, i, n in book["penalty"]})
+            m.paused.update({(str(q), str(i)): bool(b) for q, i, b in book["paused"]})
+            m.synced = bool(book["synced"])
+            m.changes = max(m.changes, int(book["changes"]))
 
     def advance(self, ts: float) -> None:
         """The clock moves on with no event (see CallTracker.advance)."""

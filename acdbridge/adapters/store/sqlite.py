@@ -231,17 +231,19 @@ class SqliteStore(Checked):
 
     def stored(self, table: str, since: float) -> list[StoredRow]:
         """This PBX's rows of `table` that ended at or after `since`, for the daemon's start: parsed
-        strictly, a row that does not parse comes back with record=None and the error."""
+        strictly, a row that does not parse comes back with record=None and the error. `+pbx`:
+        the time index, not the primary key's leading pbx (every row of a one-PBX file), else a
+        start on a 1 GB store scans all of it (2 s, not 0.1 s)."""
         sql = {
-            "visits": "SELECT rowid, record FROM visits WHERE end_ts >= ? AND pbx = ? "
+            "visits": "SELECT rowid, record FROM visits WHERE end_ts >= ? AND +pbx = ? "
             "ORDER BY end_ts, uniqueid, queue",
-            "ivr_legs": "SELECT rowid, record FROM ivr_legs WHERE end_ts >= ? AND pbx = ? ORDER BY end_ts",
+            "ivr_legs": "SELECT rowid, record FROM ivr_legs WHERE end_ts >= ? AND +pbx = ? ORDER BY end_ts",
             "feedback": "SELECT rowid, json_object('uniqueid', uniqueid, 'kind', kind, 'value', value, "
             "'resolved', json(CASE resolved WHEN 0 THEN 'false' ELSE 'true' END), 'queue', queue, "
-            "'agent', agent, 'ts', ts) FROM feedback WHERE ts >= ? AND pbx = ? ORDER BY ts",
+            "'agent', agent, 'ts', ts) FROM feedback WHERE ts >= ? AND +pbx = ? ORDER BY ts",
             "agent_states": "SELECT rowid, json_object('interface', interface, 'state', state, 'start_ts', "
             "start_ts, 'end_ts', end_ts, 'agent', agent, 'reason', reason, 'duration_s', duration_s) "
-            "FROM agent_states WHERE end_ts >= ? AND pbx = ? ORDER BY end_ts",
+            "FROM agent_states WHERE end_ts >= ? AND +pbx = ? ORDER BY end_ts",
         }[table]
         return [parsed(table, int(rowid), raw) for rowid, raw in self._select(sql, [since, self.pbx])]
 
