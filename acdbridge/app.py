@@ -57,6 +57,7 @@ from acdbridge.core.values import PROBLEM_KINDS
 from acdbridge.errors import AgiPortInUse, HttpPortInUse, StartupError
 from acdbridge.runtime import health as rt_health
 from acdbridge.runtime.checkpoint import Checkpointer
+from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.resume import Resumer
 from acdbridge.runtime.startup import check_directory, listen
@@ -112,6 +113,7 @@ class Daemon:
             limits=cfg.limits,
         )
         self.journal, self.checkpoints = self._journal(cfg)
+        self.gaps = GapReader(cfg.ami.queue_log, self.journal, self.events)
         self.ami = AmiClient(
             cfg.ami,
             self._put_event,
@@ -247,8 +249,8 @@ class Daemon:
 
     async def _track(self) -> None:
         on_mark = self.checkpoints.at_mark if self.checkpoints else None
-        await supervise("tracker", lambda: track(self.events, self.pipeline, self.board_dirty.set, on_mark),
-                        self.stop, self.restarts)  # fmt: skip
+        tracker = lambda: track(self.events, self.pipeline, self.board_dirty.set, on_mark, self.gaps)  # noqa: E731
+        await supervise("tracker", tracker, self.stop, self.restarts)
         # an orderly stop: calls in progress are saved, so a restart loses none of them
         await asyncio.to_thread(self.store.save_state, time.time(), self.pipeline.snapshot())
         if self.checkpoints is not None:  # and the checkpoint covers the whole journal

@@ -15,6 +15,7 @@ secrets: the AMI secret comes from `secret`, `secret_file` or the systemd creden
     reconnect_min_s = 0.5      # backoff doubles up to reconnect_max_s, with jitter
     reconnect_max_s = 30
     capture = "/var/lib/acdbridge/ami.raw"   # the older name of [journal] dir
+    queue_log = "/var/log/asterisk/queue_log"  # read after a gap: the visits that ended in it
 
     [store]
     path = "/var/lib/acdbridge/acdbridge.sqlite"
@@ -90,6 +91,7 @@ class AmiConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     capture: Path | None = None
+    queue_log: Path | None = None  # Asterisk's queue_log: visits that ended in a gap (core/gap.py)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ def _ami(p: Problems, t: dict[str, Any], env: Mapping[str, str], require_secret:
     if high < low:
         p.error("ami.reconnect_max_s", f"smaller than ami.reconnect_min_s ({high:g} < {low:g})")
     capture = get(p, t, "capture", w, str, None, empty=False)
+    queue_log = get(p, t, "queue_log", w, str, None, empty=False)
     return AmiConfig(
         host=get(p, t, "host", w, str, d.host, empty=False),
         port=get(p, t, "port", w, int, d.port, lo=1, hi=65535),
@@ -152,6 +155,7 @@ def _ami(p: Problems, t: dict[str, Any], env: Mapping[str, str], require_secret:
         ping_interval_s=get(p, t, "ping_interval_s", w, float, d.ping_interval_s, lo=1, hi=3600),
         action_timeout_s=get(p, t, "action_timeout_s", w, float, d.action_timeout_s, lo=0.5, hi=300),
         reconnect_min_s=low, reconnect_max_s=high, capture=Path(capture) if capture else None,
+        queue_log=Path(queue_log) if queue_log else None,
     )  # fmt: skip
 
 

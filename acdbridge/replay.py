@@ -6,9 +6,10 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from acdbridge.adapters.journal import TornTail, iter_chunks
+from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, TornTail, iter_chunks, iter_inputs
 from acdbridge.adapters.metrics import build_families, new_registry, render, window_kpis
 from acdbridge.config import Config
+from acdbridge.core.backfill import lines_of
 from acdbridge.core.kpi import KpiEngine, Kpis, kpis_over
 from acdbridge.core.pipeline import Pipeline, Record
 from acdbridge.core.tallies import live_gauges
@@ -31,6 +32,16 @@ def read_timed_chunks(path: Path, torn: list[TornTail] | None = None) -> Iterato
         raise ReplayError(f"cannot read trace {path}: {exc}") from exc
 
 
+def read_inputs(path: Path, torn: list[TornTail]) -> Iterator[tuple[int, bytes, float | None]]:
+    """(kind, bytes, receive time) as they came (adapters/journal.py iter_inputs)."""
+    try:
+        yield from iter_inputs(path, torn)
+    except FileNotFoundError as exc:
+        raise ReplayError(f"no such trace: {path}") from exc
+    except (OSError, EOFError, ValueError) as exc:
+        raise ReplayError(f"cannot read trace {path}: {exc}") from exc
+
+
 def read_chunks(path: Path) -> Iterator[bytes]:
     """The trace's AMI bytes alone."""
     for chunk, _ in read_timed_chunks(path):
@@ -42,11 +53,13 @@ def _feed(pipeline: Pipeline, path: Path, finish: bool = True) -> Pipeline:
     new connection, each chunk with its receive time (so a PBX without timestampevents replays
     to the same times); `finish` ends open wrap-ups as at an orderly stop."""
     torn: list[TornTail] = []
-    for chunk, received_at in read_timed_chunks(path, torn):
-        if not chunk:  # as the live adapter and the crash recovery do: a parser per connection
+    for kind, chunk, received_at in read_inputs(path, torn):
+        if kind == CONNECT:  # as the live adapter and the crash recovery do: a parser per connection
             pipeline.parser = pipeline.new_parser()
-            continue
-        pipeline.feed_bytes(chunk, received_at or 0.0)
+        elif kind == QUEUE_LOG:  # the lines the daemon read for a gap: the same visits again
+            pipeline.backfill(lines_of(chunk))
+        else:
+            pipeline.feed_bytes(chunk, received_at or 0.0)
     for tail in torn:  # expected after a crash: the last record was being written
         pipeline.problems.count("journal_torn_tail", f"{tail.path} at byte {tail.offset}: {tail.reason}")
     if finish:

@@ -7,7 +7,8 @@ framed records:
 
 little-endian, the CRC over version..received_at and the payload. `kind` is DATA (bytes as read
 from the socket, with the host's receive time, so a PBX without `timestampevents` replays to the
-same times) or CONNECT (a new AMI connection starts: a replay starts a fresh parser there).
+same times), CONNECT (a new AMI connection starts: a replay starts a fresh parser there) or
+QUEUE_LOG (the queue_log lines read for a gap's backfill, core/gap.py: an input of the core too).
 
 Writing (`Journal`): `append` is called on the event loop and only frames the record into a
 bounded in-memory buffer; a writer thread writes the buffer out and fsyncs at most every
@@ -41,7 +42,7 @@ SEGMENT_HEADER = b"acdbridge-journal 1\n"
 SUFFIX = ".journal"
 MAGIC = b"AJ"
 VERSION = 1
-DATA, CONNECT = 0, 1
+DATA, CONNECT, QUEUE_LOG = 0, 1, 2
 RECORD = struct.Struct("<2sBBIdI")  # magic, version, kind, length, received_at, crc32
 SPAN = struct.Struct("<BBId")  # version..received_at: a flipped length or time fails the CRC too
 MAX_PAYLOAD = 1 << 24  # a length beyond this is damage, not a record
@@ -154,19 +155,25 @@ def is_journal(path: Path) -> bool:
         return f.read(len(SEGMENT_HEADER)) == SEGMENT_HEADER
 
 
-def iter_chunks(path: Path, torn: list[TornTail] | None = None) -> Iterator[tuple[bytes, float | None]]:
-    """What `acdbridge replay` feeds: (bytes, receive time) per record of a journal (a directory
-    or one segment; b"" marks a new AMI connection: start a fresh parser), or (bytes, None) pieces
-    of a plain capture (.gz decompressed). A torn tail ends the journal quietly; pass `torn` to
-    hear about it."""
+def iter_inputs(path: Path, torn: list[TornTail] | None = None) -> Iterator[tuple[int, bytes, float | None]]:
+    """What `acdbridge replay` feeds: (kind, bytes, receive time) per record of a journal (a
+    directory or one segment), or (DATA, bytes, None) pieces of a plain capture (.gz
+    decompressed). A torn tail ends the journal quietly; pass `torn` to hear about it."""
     if is_journal(path):
         records = read_records(path, torn=torn) if path.is_dir() else read_segment(path, torn=torn)
         for chunk in records:
-            yield (chunk.data if chunk.kind == DATA else b""), chunk.received_at
+            yield chunk.kind, chunk.data, chunk.received_at
         return
     with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
         while piece := f.read(CHUNK):
-            yield piece, None
+            yield DATA, piece, None
+
+
+def iter_chunks(path: Path, torn: list[TornTail] | None = None) -> Iterator[tuple[bytes, float | None]]:
+    """The AMI bytes of iter_inputs: (bytes, receive time), b"" marking a new AMI connection."""
+    for kind, data, received_at in iter_inputs(path, torn):
+        if kind != QUEUE_LOG:
+            yield (data if kind == DATA else b""), received_at
 
 
 class Mark(NamedTuple):

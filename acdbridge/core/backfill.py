@@ -372,3 +372,31 @@ def reconstruct(
             r["wrap_s"] = builder.wrap_s(r, end_line, wrapup_s or {})
             out.append(r)
     return out
+
+
+def excerpt(lines: Iterable[str], since: float) -> list[str]:
+    """What reconstruct() needs of queue_log lines read from MARGIN_S before `since`: every line
+    from the second `since` falls in on, and the earlier lines of the calls that have one of those
+    (their ENTERQUEUE and ring attempts), in file order. A day of a big centre's queue_log is tens
+    of MB; the excerpt of a gap is what the journal keeps, so a replay rebuilds the same visits."""
+    lo = float(int(since))
+    before: dict[str, list[tuple[int, str]]] = {}
+    after: list[tuple[int, str]] = []
+    wanted: set[str] = set()
+    for n, text in enumerate(lines):
+        head = text.split("|", 2)
+        ts = event_time(head[0], 0.0) if len(head) == 3 else None
+        if ts is None:
+            continue
+        if ts >= lo:
+            after.append((n, text))
+            wanted.add(head[1])
+        else:
+            before.setdefault(head[1], []).append((n, text))
+    earlier = [line for callid in wanted for line in before.get(callid, ())]
+    return [text for _, text in sorted(earlier + after)]
+
+
+def lines_of(data: bytes) -> list[str]:
+    """An excerpt as the journal keeps it (UTF-8, a line each) back into lines."""
+    return data.decode("utf-8", "replace").splitlines()

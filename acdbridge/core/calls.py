@@ -32,6 +32,7 @@ from acdbridge.core.visit import (
     RingAttempt,
     Visit,
     record_of,
+    visit_of,
 )
 
 # A caller's Hangup while talking is normally followed at once by AgentComplete. Asterisk 22
@@ -40,6 +41,7 @@ from acdbridge.core.visit import (
 AGENT_COMPLETE_GRACE_S = 2.0
 DONE_KEYS_KEPT = 50_000
 MAX_WRAPUP_S = 86_400.0
+VANISHING = ("waiting", "leaving", "talking")  # the states a resync can find a caller gone in
 
 
 def _ts(msg: AmiMessage, fallback: float) -> tuple[float, str]:
@@ -71,6 +73,8 @@ class CallTracker:
         self.config_wrapup: dict[str, float] = {}
         self.on_visit = on_visit
         self.on_problem = on_problem
+        # the resync's vanished callers go here first (core/gap.py); True: it has taken them
+        self.on_vanished: Callable[[list[Visit], float], bool] | None = None
         self.active: dict[str, Visit] = {}  # caller uniqueid -> its current visit
         self.by_agent_channel: dict[str, Visit] = {}  # agent channel uniqueid -> visit talking
         self.wrapping: dict[str, Visit] = {}  # agent interface -> visit in wrap-up
@@ -83,6 +87,7 @@ class CallTracker:
         self.now = 0.0
         # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
         self._done_keys: dict[tuple[str, str, float], None] = {}
+        self._done_calls: dict[tuple[str, str], None] = {}  # (caller, queue) of recently ended visits
         self._alive: set[str] | None = None  # channels listed by a CoreShowChannels resync
         self._logged_out: set[tuple[str, str]] = set()  # (interface, queue) removed from the queue
         # an agent's last answered call and recent calls' queues: dispositions and survey scores
@@ -148,10 +153,7 @@ class CallTracker:
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        def visit(d: dict[str, Any]) -> Visit:
-            d = dict(d, ring_attempts=[RingAttempt(**a) for a in d["ring_attempts"]])
-            return Visit(**d)
-
+        visit = visit_of
         self.now = max(self.now, float(snap["now"]))
         self.config_wrapup.update(snap["config_wrapup"])
         self.known_queues.update(snap["known_queues"])
@@ -182,17 +184,32 @@ class CallTracker:
         visit.state = "done"
         if self.active.get(visit.uniqueid) is visit:
             del self.active[visit.uniqueid]
-        if visit.key in self._done_keys:  # the same visit seen again (replayed stream)
+        self.emit_record(visit.key, record_of(visit))
+
+    def emit_record(self, key: tuple[str, str, float], rec: dict[str, Any]) -> None:
+        """A finished visit out, once (also one rebuilt from queue_log after a gap)."""
+        if key in self._done_keys:  # the same visit seen again (replayed stream)
             self.ignored["duplicate-visit"] += 1
             return
-        self._done_keys[visit.key] = None
+        self._done_keys[key] = None
         if len(self._done_keys) > DONE_KEYS_KEPT:
             del self._done_keys[next(iter(self._done_keys))]
-        rec = record_of(visit)
         if self.on_visit is not None:
             self.on_visit(rec)
         else:
             self.finished.append(rec)
+
+    def known_keys(self) -> list[tuple[str, str, float]]:
+        """The visits reported, in wrap-up or still tracked: a backfill must not report them."""
+        return [
+            *self._done_keys,
+            *(v.key for v in self.wrapping.values()),
+            *(v.key for v in self.active.values()),
+        ]
+
+    def wrapups(self) -> dict[str, float]:
+        """Each known queue's wrapuptime, where it is known."""
+        return {q: w for q in self.known_queues if (w := self._wrapup_for(q)) is not None}
 
     def _close_unanswered(self, v: Visit, outcome: Outcome, ts: float) -> None:
         for attempt in v.ring_attempts:
@@ -414,7 +431,7 @@ class CallTracker:
             v.transfer = {"kind": "attended", "to": to}
 
     def _on_complete(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        v = self._visit(msg)
+        v = self._visit(msg) or self._unseen_call(msg, ts)
         if v is None:
             return
         h = msg.headers
@@ -428,9 +445,30 @@ class CallTracker:
         reason = h.get("Reason", "")
         self._complete(v, ts, reason if reason in ("caller", "agent", "transfer") else None)
 
+    def _unseen_call(self, msg: AmiMessage, ts: float) -> Visit | None:
+        """A call answered while nobody listened (a gap, or before the daemon's first connection)
+        and still in talk at the resync, which lists only waiting callers: AgentComplete's
+        HoldTime and TalkTime give its wait and answer, time_source "holdtime"; its ring
+        attempts before the answer are unknown."""
+        h = msg.headers
+        uid, queue = h.get("Uniqueid", ""), h.get("Queue", "")
+        if not uid or not queue or uid in self.active or (uid, queue) in self._done_calls:
+            return None  # tracked elsewhere, or this call's end already seen (a stream seen twice)
+        waited = parse_seconds(h.get("HoldTime", "0")) or 0.0
+        talk = parse_seconds(h.get("TalkTime", "0")) or 0.0
+        self.ignored["missing:QueueCallerJoin"] += 1
+        self.known_queues.add(queue)
+        v = Visit(uid, h.get("Linkedid", uid), queue, h.get("CallerIDNum", ""), h.get("CallerIDName", ""),
+                  ts - talk - waited, "holdtime")  # fmt: skip
+        self.active[uid] = v
+        return v
+
     def _complete(self, v: Visit, ts: float, ended_by: str | None) -> None:
         if not self._step(v, "AgentComplete"):
             return
+        self._done_calls[(v.uniqueid, v.queue)] = None
+        if len(self._done_calls) > DONE_KEYS_KEPT:
+            del self._done_calls[next(iter(self._done_calls))]
         v.ended_by = "transfer" if v.transfer else ended_by
         v.end_ts = ts
         if v.agent_interface:
@@ -501,15 +539,28 @@ class CallTracker:
         self._alive.add(msg.headers.get("Uniqueid", ""))
 
     def _on_channels_complete(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        """Callers that vanished while we were away: finish their visits now rather than never."""
+        """Callers that vanished while we were away: `on_vanished` (the gap's backfill) takes
+        them, else they are finished now, at the resync's time, rather than never."""
         alive, self._alive = self._alive or set(), None
-        for v in [v for uid, v in self.active.items() if uid not in alive]:
-            self.ignored["vanished-during-outage"] += 1
-            if v.state == "talking":
-                self._complete(v, ts, None)
-            elif v.state in ("waiting", "leaving"):
-                v.state = "done"
-                self._close_unanswered(v, "abandoned", ts)
+        gone = [v for uid, v in self.active.items() if uid not in alive and v.state in VANISHING]
+        self.ignored["vanished-during-outage"] += len(gone)
+        if self.on_vanished is not None and self.on_vanished(gone, ts):
+            for v in gone:
+                del self.active[v.uniqueid]
+                self.hung_up.pop(v.uniqueid, None)
+                if v.agent_uniqueid:
+                    self.by_agent_channel.pop(v.agent_uniqueid, None)
+            return
+        for v in gone:
+            self.finish_vanished(v, ts)
+
+    def finish_vanished(self, v: Visit, ts: float) -> None:
+        """A caller gone while nobody listened, with no record of how: ended at `ts`."""
+        if v.state == "talking":
+            self._complete(v, ts, None)
+        else:
+            v.state = "done"
+            self._close_unanswered(v, "abandoned", ts)
 
     def _on_member_gone(self, msg: AmiMessage, ts: float, _source: str) -> None:
         """A pause or a logout ends the agent's wrap-up early."""

@@ -8,7 +8,9 @@ from typing import Any
 
 from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
+from acdbridge.core.backfill import reconstruct
 from acdbridge.core.calls import CallTracker
+from acdbridge.core.gap import GapBook, merge
 from acdbridge.core.legs import LegTracker
 from acdbridge.core.limits import Janitor, Limits
 from acdbridge.core.routing import MemberBook
@@ -57,6 +59,8 @@ class Pipeline:
         self._on_visit = on_visit
         self._on_leg, self._on_feedback = on_leg, on_feedback
         self.members = MemberBook()
+        self.gap = GapBook()
+        self.calls.on_vanished = self.gap.resynced
         self.janitor = Janitor(limits or Limits(), self.problems, self.calls, self.agents, self.members)
         self.legs = LegTracker(self._leg_done, self._feedback, self.calls.call_of_agent, self.calls.queue_of)
         # kept only without callbacks (a replay)
@@ -112,6 +116,8 @@ class Pipeline:
             # a bad Timestamp: the receive time stands in, or in a replay the clock so far
             received_at = received_at if received_at > 0 else self.calls.now
         msg = clean
+        if msg.kind == "banner":  # a new AMI connection: what came before it may be a gap
+            self.gap.connected(self.calls.now)
         self.calls.feed(msg, received_at)
         ts = self.calls.now if "Timestamp" in msg.headers else received_at
         self.agents.feed(msg, ts)
@@ -131,6 +137,7 @@ class Pipeline:
             "calls": self.calls.snapshot(),
             "agents": self.agents.snapshot(),
             "legs": self.legs.snapshot(),
+            "gap": self.gap.snapshot(),
             "recent_queue": recent(self.calls.recent_queue, RECENT_QUEUES_KEPT),
             "members": {
                 "penalty": [[q, i, n] for (q, i), n in m.penalty.items()],
@@ -147,6 +154,7 @@ class Pipeline:
         self.calls.restore(snap["calls"])
         self.agents.restore(snap["agents"])
         self.legs.restore(snap.get("legs", {}))
+        self.gap.restore(snap.get("gap"))
         self.calls.recent_queue.update({str(u): str(q) for u, q in snap.get("recent_queue", {}).items()})
         if (book := snap.get("members")) is not None:
             m = self.members
@@ -155,10 +163,28 @@ class Pipeline:
             m.synced = bool(book["synced"])
             m.changes = max(m.changes, int(book["changes"]))
 
+    def backfill(self, lines: list[str] | None) -> int:
+        """The queue_log lines of the gap a resync closed (core/backfill.py excerpt; None: no
+        queue_log to read): its visits out as queue_log has them, once. Returns how many."""
+        gap = self.gap.take()
+        if gap is None or gap.until is None:
+            return 0
+        calls = self.calls
+        rebuilt = [] if lines is None else reconstruct(
+            lines, gap.since, gap.until, calls.known_keys(), calls.wrapups(), self.problems
+        )  # fmt: skip
+        records, unmatched = merge(gap.vanished, rebuilt)
+        for v in unmatched:
+            calls.finish_vanished(v, gap.until)
+        for r in records:
+            calls.emit_record((r["uniqueid"], r["queue"], r["enter_ts"]), r)
+        return len(records)
+
     def advance(self, ts: float) -> None:
         """The clock moves on with no event (see CallTracker.advance)."""
         self.calls.advance(ts)
 
     def finish(self) -> None:
+        self.backfill(None)  # a gap whose lines never came: its callers ended at the resync
         self.calls.finish()
         self.agents.finish(self.calls.now)

@@ -83,6 +83,11 @@ class Visit:
         return (self.uniqueid, self.queue, self.enter_ts)
 
 
+def visit_of(d: dict[str, Any]) -> Visit:
+    """A Visit from its asdict() form (a checkpoint or saved state)."""
+    return Visit(**dict(d, ring_attempts=[RingAttempt(**a) for a in d["ring_attempts"]]))
+
+
 def _union_length(spans: list[tuple[float, float]]) -> float:
     total, cur_start, cur_end = 0.0, None, None
     for start, end in sorted(spans):

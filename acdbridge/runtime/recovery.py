@@ -20,12 +20,13 @@ from pathlib import Path
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from acdbridge.adapters.journal import CONNECT, TornTail, read_records
+from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, TornTail, read_records
 from acdbridge.core.ami import FrameParser
+from acdbridge.core.backfill import lines_of
 from acdbridge.core.pipeline import Pipeline
 from acdbridge.runtime import checkpoint
 from acdbridge.runtime.checkpoint import Checkpoint
-from acdbridge.runtime.track import feed_one
+from acdbridge.runtime.track import backfill_one, feed_one
 from acdbridge.runtime.writer import BATCH, StoreWriter
 
 log = structlog.get_logger("acdbridge.recovery")
@@ -69,6 +70,9 @@ async def replay_tail(pipeline: Pipeline, directory: Path, cp: Checkpoint, write
             done.chunks += 1
             if chunk.kind == CONNECT:
                 parser = pipeline.new_parser()  # as the live adapter: one per connection, counted the same
+                continue
+            if chunk.kind == QUEUE_LOG:  # the lines read for a gap before the crash: the same visits
+                backfill_one(pipeline, lines_of(chunk.data))
                 continue
             data = chunk.data
             if parser is None:  # the first record: the frame unfinished at the checkpoint starts here

@@ -7,7 +7,7 @@ one grep (`grep 1733140000.42`). The finished records get one canonical log line
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -20,10 +20,20 @@ from acdbridge.core.pipeline import Pipeline, Record
 from acdbridge.runtime.writer import StoreWriter
 
 log = structlog.get_logger("acdbridge")
+
+
+class QueueLogRead(NamedTuple):
+    """The queue_log lines read for the gap a resync closed (core/gap.py), in journal order."""
+
+    lines: list[str]
+
+
 # a message and its receive time; a Mark after a journaled read's messages, when the checkpointer
-# asked for one (it is taken there); None: the AMI task has ended (an orderly stop)
-Event = tuple[AmiMessage, float] | Mark | None
+# asked for one (it is taken there); the queue_log lines of a gap; None: the AMI task has ended
+# (an orderly stop)
+Event = tuple[AmiMessage, float] | Mark | QueueLogRead | None
 OnMark = Callable[[Mark, float], None]
+OnGap = Callable[[float, float], None]  # (since, until): read queue_log for this gap
 
 
 class Events(Protocol):
@@ -74,17 +84,37 @@ def feed_one(pipeline: Pipeline, msg: AmiMessage, received_at: float) -> None:
             log.exception("tracker_failed", event=msg.name)
 
 
+def backfill_one(pipeline: Pipeline, lines: list[str]) -> None:
+    """A gap's queue_log lines into the core, live or from the journal at start."""
+    gap = pipeline.gap.gap
+    try:
+        n = pipeline.backfill(lines)
+    except Exception:  # a bug here costs the gap's rebuilt visits, not the daemon
+        log.exception("backfill_failed", lines=len(lines))
+        return
+    if gap is not None:
+        log.info("gap_backfilled", since=gap.since, until=gap.until, lines=len(lines), visits=n,
+                 vanished=len(gap.vanished))  # fmt: skip
+
+
 async def track(events: Events, pipeline: Pipeline, fed: Callable[[], None],
-                on_mark: OnMark | None = None) -> None:  # fmt: skip
-    """Until the end marker."""
+                on_mark: OnMark | None = None, on_gap: OnGap | None = None) -> None:  # fmt: skip
+    """Until the end marker. A resync that closes a gap asks `on_gap` for its queue_log lines."""
     received_at = 0.0
     while (item := await events.get()) is not None:
         if isinstance(item, Mark):
             if on_mark is not None:
                 on_mark(item, received_at)
             continue
+        if isinstance(item, QueueLogRead):
+            backfill_one(pipeline, item.lines)
+            fed()
+            continue
         msg, received_at = item
         feed_one(pipeline, msg, received_at)
+        if on_gap is not None and (window := pipeline.gap.due()) is not None:
+            pipeline.gap.requested = True
+            on_gap(*window)
         fed()
 
 

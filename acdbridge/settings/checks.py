@@ -106,6 +106,9 @@ def _files(cfg: Config, p: Problems) -> None:
         writable_dir(p, journal.key, journal.dir, makes_parent=journal.key == "journal.dir")
     if cfg.flow is not None and cfg.flow.directory is not None:
         _directory(p, cfg.flow.directory)
+    queue_log = cfg.ami.queue_log
+    if queue_log is not None and not os.access(queue_log, os.R_OK):  # Asterisk makes it at its first call
+        p.warn("ami.queue_log", f"{queue_log} is not readable (yet): a gap cannot be backfilled until it is")
 
 
 def _directory(p: Problems, path: Path) -> None:

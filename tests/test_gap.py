@@ -1,0 +1,201 @@
+"""A gap in the AMI stream (a link cut or a dead daemon), backfilled through the pipeline
+(core/gap.py): the recorded mixed trace with a window of its events removed, a new connection
+and the resync Asterisk would answer at the window's end, then the window's queue_log lines.
+
+Checked against the whole trace's replay: every visit that ended in the gap comes out once, as
+queue_log has it (whole seconds), with the tracker's ids where it knew the caller; every other
+visit exactly as without a gap; a journal with the lines replays to the same records; without
+the lines the vanished callers end at the resync, as before the backfill existed."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, Journal
+from acdbridge.adapters.queuelog import read_gap, start_offset
+from acdbridge.core.backfill import MARGIN_S, excerpt, lines_of
+from acdbridge.core.pipeline import Pipeline
+from acdbridge.replay import replay_records
+
+TRACES = Path(__file__).parent / "fixtures" / "traces"
+SEP = b"\r\n\r\n"
+BANNER = b"Asterisk Call Manager/9.0.0\r\n"
+GAP = (1795395530.4, 1795395560.0)  # 22 visits end in it; calls in talk and waiting across it
+Record = dict[str, Any]
+
+
+@cache
+def frames() -> list[tuple[float, bytes]]:
+    """The trace's frames with their Timestamp (0 for responses without one)."""
+    raw = gzip.decompress((TRACES / "mixed.ami.gz").read_bytes())
+    out = []
+    for frame in raw.split(SEP)[1:]:  # the first piece is the banner and the first frame's head
+        ts = next((float(h[11:]) for h in frame.split(b"\r\n") if h.startswith(b"Timestamp: ")), 0.0)
+        out.append((ts, frame + SEP))
+    return out
+
+
+def queue_log() -> list[str]:
+    return (TRACES / "mixed.ami.queue_log").read_text(encoding="utf-8").splitlines()
+
+
+def resync(alive: set[str], at: float, waiting: list[dict[str, str]] | () = ()) -> bytes:
+    """What the daemon's resync actions bring back: QueueStatus's waiting callers, then the
+    channels alive (CoreShowChannels)."""
+    entries = b"".join(
+        (
+            f"Event: QueueEntry\r\nQueue: {j['Queue']}\r\nUniqueid: {j['Uniqueid']}\r\n"
+            f"Linkedid: {j['Linkedid']}\r\nCallerIDNum: {j['CallerIDNum']}\r\nCallerIDName: {j['CallerIDName']}\r\n"
+            f"Wait: {int(at - float(j['Timestamp']))}\r\nTimestamp: {at:.6f}\r\n\r\n"
+        ).encode()
+        for j in waiting
+    )
+    listed = b"".join(
+        f"Event: CoreShowChannel\r\nUniqueid: {u}\r\nTimestamp: {at:.6f}\r\n\r\n".encode()
+        for u in sorted(alive)
+    )
+    return entries + listed + f"Event: CoreShowChannelsComplete\r\nTimestamp: {at:.6f}\r\n\r\n".encode()
+
+
+def cut_stream(since: float, until: float) -> tuple[bytes, bytes]:
+    """(before the gap, the new connection from its banner on): the events in the gap are lost."""
+    before = [f for ts, f in frames() if ts <= since]
+    after = [f for ts, f in frames() if ts >= until]
+    hung, seen, joined = set(), set(), {}
+    for ts, f in frames():
+        if ts < until:
+            head = dict(h.split(": ", 1) for h in f.decode().split("\r\n") if ": " in h)
+            if uid := head.get("Uniqueid"):
+                seen.add(uid)
+                event = head.get("Event")
+                if event == "Hangup":
+                    hung.add(uid)
+                elif event == "QueueCallerJoin":
+                    joined[uid] = head
+                elif event in ("QueueCallerLeave", "QueueCallerAbandon"):
+                    joined.pop(uid, None)
+    waiting = [j for u, j in joined.items() if u not in hung]
+    return b"".join(before), BANNER + resync(seen - hung, until, waiting) + b"".join(after)
+
+
+def through_gap(lines: list[str] | None, since: float = GAP[0], until: float = GAP[1]) -> list[Record]:
+    out: list[Record] = []
+    pipeline = Pipeline(on_visit=out.append)
+    first, second = cut_stream(since, until)
+    pipeline.feed_bytes(first)
+    pipeline.parser = pipeline.new_parser()
+    pipeline.feed_bytes(second)  # the resync closes the gap; the live events go on meanwhile
+    assert pipeline.gap.due() == (pipeline.gap.gap.since, until)  # type: ignore[union-attr]
+    pipeline.backfill(lines)
+    pipeline.finish()
+    return out
+
+
+def by_key(records: list[Record]) -> dict[tuple[str, str], Record]:
+    out = {(r["uniqueid"], r["queue"]): r for r in records}
+    assert len(out) == len(records), "a visit twice"
+    return out
+
+
+@cache
+def whole() -> dict[tuple[str, str], Record]:
+    return by_key(replay_records(TRACES / "mixed.ami.gz"))
+
+
+def ended_in_gap(r: Record) -> bool:
+    return GAP[0] < r["end_ts"] < GAP[1]
+
+
+def test_visits_that_ended_in_the_gap_come_from_queue_log_once() -> None:
+    lines = [x for x in queue_log() if int(x.split("|")[0]) >= GAP[0] - MARGIN_S]
+    got = by_key(through_gap(lines))
+    gap_keys = {k for k, r in whole().items() if ended_in_gap(r) and r["outcome"] != "blocked"}
+    assert len(gap_keys) >= 10
+    for k in gap_keys:
+        b, r = got[k], whole()[k]
+        assert b["time_source"] == "queue_log", k
+        assert (b["outcome"], b["agent"]) == (r["outcome"], r["agent"]), k
+        assert abs(b["wait_s"] - r["wait_s"]) <= 1.0 and abs(b["end_ts"] - r["end_ts"]) <= 1.0, k
+        assert abs(b["talk_s"] - (r["talk_s"] + r["hold_s"])) <= 1.0, k  # queue_log's talk holds hold
+    known_before = [k for k in gap_keys if got[k]["linkedid"] is not None]
+    assert known_before, "callers the tracker saw join keep its linkedid"
+    assert all(got[k]["linkedid"] == whole()[k]["linkedid"] for k in known_before)
+    # everything else as without a gap: before it exactly, across it with the tracker's times
+    for k, r in whole().items():
+        if r["end_ts"] <= GAP[0]:
+            assert got[k] == r, k
+        elif r["enter_ts"] >= GAP[1]:
+            assert got[k] == r, k
+    missing = whole().keys() - got.keys()
+    assert all(whole()[k]["outcome"] == "blocked" for k in missing), missing  # no queue_log line
+
+
+def test_without_queue_log_the_vanished_callers_end_at_the_resync() -> None:
+    got = by_key(through_gap(None))
+    vanished = [r for r in got.values() if r["end_ts"] == GAP[1]]
+    assert vanished and all(r["time_source"] != "queue_log" for r in vanished)
+    assert not any(r["time_source"] == "queue_log" for r in got.values())
+
+
+def test_the_first_connection_opens_no_gap() -> None:
+    pipeline = Pipeline()
+    pipeline.feed_bytes(BANNER + resync(set(), 1795395500.0))
+    assert pipeline.gap.gap is None and pipeline.gap.due() is None
+
+
+def test_a_journal_with_the_lines_replays_to_the_same_records(tmp_path: Path) -> None:
+    lines = excerpt([x for x in queue_log() if int(x.split("|")[0]) >= GAP[0] - MARGIN_S], GAP[0])
+    live = through_gap(lines)
+    first, second = cut_stream(*GAP)
+    # receive time 0: as through_gap() feeds (a trace's events far apart, one read each part)
+    journal = Journal(tmp_path / "j", fsync_interval_s=0.01)
+    journal.open()
+    journal.append(b"", 0.0, CONNECT)
+    journal.append(BANNER + first, 0.0)
+    journal.append(b"", 0.0, CONNECT)
+    journal.append(second, 0.0)
+    journal.append("".join(f"{t}\n" for t in lines).encode(), 0.0, QUEUE_LOG)
+    journal.close()
+    assert lines_of("".join(f"{t}\n" for t in lines).encode()) == lines
+    replayed = replay_records(tmp_path / "j")
+    assert by_key(replayed) == by_key(live)
+
+
+def test_a_checkpoint_mid_gap_keeps_the_vanished_callers() -> None:
+    pipeline = Pipeline()
+    first, second = cut_stream(*GAP)
+    pipeline.feed_bytes(first)
+    pipeline.parser = pipeline.new_parser()
+    pipeline.feed_bytes(second)
+    snap = pipeline.snapshot()
+    assert snap["gap"] is not None and snap["gap"]["vanished"]
+    out: list[Record] = []
+    fresh = Pipeline(on_visit=out.append)
+    fresh.restore(snap)
+    assert fresh.gap.due() == (snap["gap"]["since"], GAP[1])
+    fresh.backfill(queue_log())
+    assert {(r["uniqueid"], r["queue"]) for r in out} >= {
+        (v["uniqueid"], v["queue"]) for v in snap["gap"]["vanished"]
+    }
+
+
+@pytest.mark.parametrize("lines_total", [10, 50_000])
+def test_read_gap_finds_the_start_by_bisection(tmp_path: Path, lines_total: int) -> None:
+    path = tmp_path / "queue_log"
+    t0 = 1795000000
+    body = [f"{t0 + i}|call{i}|water|NONE|ENTERQUEUE||55{i}|1" for i in range(lines_total)]
+    path.write_text("\n".join(body) + "\n")
+    since = t0 + lines_total - 5 + MARGIN_S
+    with path.open("rb") as f:
+        off = start_offset(f, path.stat().st_size, since - MARGIN_S)
+        f.seek(off)
+        assert f.read().count(b"\n") < lines_total // 2 + 20 or lines_total == 10
+    lines, cut = read_gap(path, since - MARGIN_S + 2)
+    assert cut == 0 and lines == body[-3:]
+    assert math.isfinite(since)
