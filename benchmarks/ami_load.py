@@ -2,22 +2,23 @@
 
 Prints figures and ratios from one run; asserts nothing about timing. From the repository root:
 
-    nice -n 10 .venv/bin/python benchmarks/ami_load.py [--rate 3500] [--seconds 60] [--copies N] [--quick]
+    nice -n 10 .venv/bin/python benchmarks/ami_load.py [--rate 3500] [--seconds 60] [--runs 3] [--quick]
 
-A fake AMI server on loopback (asyncio, a free port) sends Asterisk's banner, accepts the Login,
-answers the daemon's resync the way Asterisk 22 does (GetConfig of queues.conf from
-asterisk_conf/queues.conf, QueueStatus and CoreShowChannels as lists with their "...Complete"
-event, Ping; anything else: Response: Error), then replays the event frames of the recorded lab
-traces (tests/fixtures/traces) as N concurrent copies, each with its own ids (every
-`acdlab-<n>.<n>` id and every Local/ and PJSIP/ channel and interface gets a per-copy prefix, so
-each copy has its own calls and agents), the copies spread evenly over one period of the traces'
-clock and merged in time order. The frames are sent at a fixed event rate (`--rate`, in batches
-every 10 ms) or, with `--rate 0`, at the traces' own pace; each frame's Timestamp is its send
-time.
+A fake AMI server on loopback (benchmarks/fake_pbx.py) logs the daemon in and answers its
+resync as Asterisk 22 does, then replays the event frames of the recorded lab traces
+(tests/fixtures/traces) as N concurrent copies, each with its own ids (every `acdlab-<n>.<n>`
+id and every Local/ and PJSIP/ channel and interface gets a per-copy prefix, so each copy has its
+own calls and agents), the copies spread evenly over one period of the traces' clock and merged
+in time order. The frames are sent at a fixed event rate (`--rate`, in batches every 10 ms) or,
+with `--rate 0`, at the traces' own pace; each frame's Timestamp is its send time.
 
-The daemon is the real one (`acdbridge run` as a subprocess, no [agi] section): once with the
-journal on, once off, each with a fresh store. Its CPU time (utime + stime of /proc/PID/stat,
-every thread) is taken from the first event sent until it is idle again after the last. Then
+The daemon is the real one (`acdbridge run` as a subprocess, no [agi] section), in pairs (`--runs`,
+3 by default): one with the journal on, one off, each with a fresh store and its own fake PBX,
+both at once under the same load (so both see the same machine, whatever else runs on it;
+`--serial`: one after the other), the lab's lock (/tmp/acdbridge-lab.lock) held for each pair.
+Its CPU time (utime + stime of /proc/PID/stat, every thread; the event loop's thread apart) is
+taken from the first event sent until it is idle again after the last; each pair gives a ratio,
+and the figure is their median. Then
 the wrap-ups still running expire on the daemon's clock, it gets a SIGTERM, and the visits in
 its SQLite store are counted against those `acdbridge.replay.replay_records` finds in the very
 bytes the server sent on that connection."""
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import heapq
 import json
@@ -37,8 +37,8 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,17 +52,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from fake_pbx import (  # noqa: E402
+    BANNER,
+    LAB_LOCK,
+    FakePbx,
+    free_port,
+    getconfig_reply,
+    lab_lock,
+    longest_wrapup,
+    stream,
+)  # fmt: skip
 from replay_bench import EVENT, GAP_S, ID_PREFIX, SEP, TRACE_NAMES, read_trace  # noqa: E402
 
 from acdbridge.replay import replay_records  # noqa: E402
 
 DAEMON = ROOT / ".venv" / "bin" / "acdbridge"
-QUEUES_CONF = ROOT / "asterisk_conf" / "queues.conf"
-BANNER = b"Asterisk Call Manager/11.0.0\r\n"  # what Asterisk 22 sends
+JOURNAL_EXTRA = {"toml": ""}  # --fsync-ms, --checkpoint-s: what the journal's parts cost
+PROFILE = {"on": False}  # --profile: the daemon under cProfile (its event loop's thread)
 CHANNEL_PREFIX = re.compile(rb"(?<=Local/)|(?<=PJSIP/)")  # channels and interfaces, per copy
-TIMESTAMP = re.compile(rb"(?<=\r\nTimestamp: )\d+(?:\.\d+)?")
 TIMESTAMP_FIRST = re.compile(rb"\r\nTimestamp: (\d+(?:\.\d+)?)")
-TICK_S = 0.01  # fixed-rate mode: a batch of frames every 10 ms
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 30.0
 IDLE_CPU_S = 0.02  # the daemon is idle again once it uses less than this in IDLE_SAMPLE_S
@@ -105,155 +113,17 @@ def load(copies: int) -> tuple[list[bytes], list[float], int]:
     return [f for _, _, f in merged], [t - t0 for t, _, _ in merged], len(base)
 
 
-def getconfig_reply(action_id: str) -> bytes:
-    """GetConfig queues.conf as Asterisk 22 answers it: each category with its template's lines
-    first, then its own; templates themselves are not listed."""
-    cats: list[tuple[str, list[str], list[str]]] = []  # (name, templates, lines)
-    templates: dict[str, list[str]] = {}
-    lines: list[str] | None = None
-    for raw in QUEUES_CONF.read_text(encoding="utf-8").splitlines():
-        text = raw.split(";", 1)[0].strip()
-        if m := re.fullmatch(r"\[([^\]]+)\](?:\(([^)]*)\))?", text):
-            name, opts = m[1], [o.strip() for o in (m[2] or "").split(",") if o.strip()]
-            lines = [line for o in opts if o != "!" for line in templates.get(o, [])]
-            if "!" in opts:
-                templates[name] = lines
-            else:
-                cats.append((name, [o for o in opts if o != "!"], lines))
-        elif lines is not None and "=" in text:
-            key, _, value = text.partition("=")
-            lines.append(f"{key.strip()}={value.strip()}")
-    out = [f"Response: Success\r\nActionID: {action_id}\r\n"]
-    for c, (name, parents, body) in enumerate(cats):
-        out.append(f"Category-{c:06d}: {name}\r\n")
-        if parents:
-            out.append(f"Templates-{c:06d}: {','.join(parents)}\r\n")
-        out += [f"Line-{c:06d}-{n:06d}: {line}\r\n" for n, line in enumerate(body)]
-    return ("".join(out) + "\r\n").encode()
-
-
-def longest_wrapup() -> float:
-    reply = getconfig_reply("x").decode()
-    return max((float(v) for v in re.findall(r"wrapuptime=(\d+(?:\.\d+)?)", reply)), default=0.0)
-
-
-# -- the fake PBX ----------------------------------------------------------------------------------
-@dataclass
-class Session:
-    """One AMI connection: everything written to it, in order, and how far the daemon got."""
-
-    writer: asyncio.StreamWriter
-    sent: list[bytes] = field(default_factory=list)
-    resynced: asyncio.Event = field(default_factory=asyncio.Event)
-    actions: dict[str, int] = field(default_factory=dict)
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-        self.writer.write(data)
-
-
-class FakePbx:
-    def __init__(self) -> None:
-        self.session: Session | None = None
-        self.connected = asyncio.Event()
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = int(self.server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self.session is not None:
-            self.session.writer.close()
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.server.wait_closed(), 5)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.session is not None:  # one daemon, one connection: a reconnect would spoil the count
-            print("  !! a second AMI connection (the daemon reconnected); refused")
-            writer.close()
-            return
-        session = self.session = Session(writer)
-        session.write(BANNER)
-        self.connected.set()
-        try:
-            while frame := await reader.readuntil(SEP):
-                self._answer(session, frame)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    def _answer(self, s: Session, frame: bytes) -> None:
-        headers = dict(
-            (k.strip().lower(), v.strip())
-            for k, _, v in (line.partition(":") for line in frame.decode(errors="replace").split("\r\n"))
-            if k
-        )
-        action, aid = headers.get("action", "").lower(), headers.get("actionid", "")
-        s.actions[action] = s.actions.get(action, 0) + 1
-        ok = f"Response: Success\r\nActionID: {aid}\r\n"
-        if action == "login":
-            s.write(f"{ok}Message: Authentication accepted\r\n\r\n".encode())
-            # no FullyBooted: the acdbridge user of asterisk_conf/manager.conf has no `system` read
-        elif action == "getconfig":
-            s.write(getconfig_reply(aid))
-        elif action in ("queuestatus", "coreshowchannels"):
-            what = "Queue status" if action == "queuestatus" else "Channels"
-            done = "QueueStatusComplete" if action == "queuestatus" else "CoreShowChannelsComplete"
-            s.write(f"{ok}EventList: start\r\nMessage: {what} will follow\r\n\r\n"
-                    f"Event: {done}\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 0\r\n\r\n"
-                    .encode())  # fmt: skip
-            if action == "coreshowchannels":
-                s.resynced.set()  # the daemon's last resync action
-        elif action == "ping":
-            s.write(f"{ok}Ping: Pong\r\nTimestamp: {time.time():.6f}\r\n\r\n".encode())
-        elif action == "logoff":
-            s.write(
-                f"Response: Goodbye\r\nActionID: {aid}\r\nMessage: Thanks for all the fish.\r\n\r\n".encode()
-            )
-        else:
-            s.write(
-                f"Response: Error\r\nActionID: {aid}\r\nMessage: Invalid/unknown command\r\n\r\n".encode()
-            )
-
-
-async def stream(s: Session, frames: list[bytes], rate: float, times: list[float]) -> float:
-    """Every frame, its Timestamp the send time: at `rate` frames/s, or at the trace's pace
-    (`times`, seconds from the first frame) when rate is 0. The seconds it took."""
-    started = time.time()
-    i, n = 0, len(frames)
-    deadline = time.monotonic() + (n / rate if rate else times[-1]) * 3 + 60  # never forever
-    while i < n and time.monotonic() < deadline:
-        now = time.time() - started
-        due = min(n, int(now * rate) + 1) if rate else bisect.bisect_right(times, now, lo=i)
-        batch = []
-        for j in range(i, due):
-            at = b"%.6f" % (started + (j / rate if rate else times[j]))
-            batch.append(TIMESTAMP.sub(at, frames[j], count=1))
-        if batch:
-            s.write(b"".join(batch))
-            await s.writer.drain()  # a daemon that cannot keep up slows the load down: the rate shows it
-        i = due
-        if i < n:
-            wake = (i / rate) if rate else times[i]
-            await asyncio.sleep(max(0.0, min(TICK_S if rate else 1.0, wake - (time.time() - started))))
-    return time.time() - started
-
-
 # -- the daemon ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, task: int | None = None) -> float:
+    where = f"/proc/{pid}/task/{task}/stat" if task is not None else f"/proc/{pid}/stat"
+    fields = Path(where).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def main_thread_cpu(pid: int) -> float:
+    """The event loop's thread alone (the rest: the journal writer, the store's and fsync's
+    to_thread workers)."""
+    return cpu_seconds(pid, pid)
 
 
 @dataclass
@@ -262,6 +132,7 @@ class Run:
     events: int = 0
     send_s: float = 0.0
     cpu_s: float = 0.0
+    loop_cpu_s: float = 0.0  # of cpu_s, the event loop's thread
     idle_wait_s: float = 0.0
     stored: int = -1
     expected: int = -1
@@ -290,11 +161,12 @@ def start_daemon(work: Path, ami_port: int, journal: bool) -> tuple[subprocess.P
         f'[store]\npath = "{work / "store.sqlite"}"\n'
         f'[http]\nlisten = "127.0.0.1:{free_port()}"\n'
         f"[journal]\nenabled = {'true' if journal else 'false'}\n"
-        + (f'dir = "{work / "journal"}"\n' if journal else "")
+        + (f'dir = "{work / "journal"}"\n{JOURNAL_EXTRA["toml"]}' if journal else "")
     )
     log = (work / "daemon.log").open("w")
+    profile = [sys.executable, "-m", "cProfile", "-o", str(work / "profile.out")] if PROFILE["on"] else []
     proc = subprocess.Popen(
-        [str(DAEMON), "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
+        [*profile, str(DAEMON), "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     return proc, log
@@ -340,11 +212,12 @@ async def run_daemon(frames: list[bytes], rate: float, times: list[float], journ
             raise RuntimeError(f"the daemon did not log in and resync (log: {work / 'daemon.log'})") from None
         await asyncio.sleep(1.0)  # start-up settles (its first checkpoint)
         session = pbx.session
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, loop0 = cpu_seconds(proc.pid), main_thread_cpu(proc.pid)
         result.send_s = await stream(session, frames, rate, times)
         result.events = len(frames)
         result.idle_wait_s = await wait_idle(proc.pid)
         result.cpu_s = cpu_seconds(proc.pid) - cpu0
+        result.loop_cpu_s = main_thread_cpu(proc.pid) - loop0
         await asyncio.sleep(longest_wrapup() + WRAP_MARGIN_S)  # wrap-ups end on the daemon's clock
         result.notes.append(f"actions answered: {dict(sorted(session.actions.items()))}")
         proc.send_signal(signal.SIGTERM)
@@ -360,10 +233,25 @@ async def run_daemon(frames: list[bytes], rate: float, times: list[float], journ
     return result
 
 
+async def run_pair(frames: list[bytes], args: argparse.Namespace, times: list[float], work: Path,
+                   first_on: bool) -> list[Run]:  # fmt: skip
+    """One daemon with the journal, one without, under the same load: at the same time (each
+    with its own fake PBX: both see the same machine, whatever else runs on it), or one after
+    the other with --serial (who goes first alternates)."""
+    modes = [first_on, not first_on]
+    if args.serial:
+        return [
+            await run_daemon(frames, args.rate, times, j, work / f"{'on' if j else 'off'}") for j in modes
+        ]
+    tasks = (run_daemon(frames, args.rate, times, j, work / f"{'on' if j else 'off'}") for j in modes)
+    return list(await asyncio.gather(*tasks))
+
+
 def report(r: Run) -> None:
     label = "journal on " if r.journal else "journal off"
     print(f"  {label}: {r.events:,} events in {r.send_s:.1f} s ({r.events / r.send_s:,.0f} events/s), "
-          f"daemon CPU {r.cpu_s:.2f} s ({100 * r.cpu_s / r.send_s:.1f} % of one core; idle "
+          f"daemon CPU {r.cpu_s:.2f} s (event loop {r.loop_cpu_s:.2f} s, other threads "
+          f"{r.cpu_s - r.loop_cpu_s:.2f} s; {100 * r.cpu_s / r.send_s:.1f} % of one core; idle "
           f"again {r.idle_wait_s:.1f} s after the last event), visits stored {r.stored:,} of "
           f"{r.expected:,} expected, exit status {r.exit_status}")  # fmt: skip
     for note in r.notes:
@@ -390,14 +278,17 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     per_copy_visits = len(replay_records(one))
     runs: list[Run] = []
-    order = [
-        k % 2 == 1 if (k // 2) % 2 == 0 else k % 2 == 0 for k in range(2 * args.runs)
-    ]  # off on on off ..
+    ratios: list[float] = []
     try:
-        for k, journal in enumerate(order):
-            where = work / f"{k}-{'on' if journal else 'off'}"
-            runs.append(await run_daemon(frames, args.rate, times, journal, where))
-            report(runs[-1])
+        for k in range(args.runs):
+            with lab_lock(not args.no_lock):
+                pair = await run_pair(frames, args, times, work / f"pair{k}", first_on=k % 2 == 1)
+            for r in pair:
+                report(r)
+            cpu_off, cpu_on = (r.cpu_s for r in sorted(pair, key=lambda r: r.journal))
+            ratios.append(cpu_on / cpu_off if cpu_off else math.inf)
+            print(f"  pair {k + 1}: journal adds {100 * (ratios[-1] - 1):+.1f} % daemon CPU")
+            runs += pair
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -405,12 +296,13 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"  (kept {work})")
     on = [r.cpu_s for r in runs if r.journal]
     off = [r.cpu_s for r in runs if not r.journal]
-    ratio = sum(on) / sum(off) if sum(off) else math.inf
+    ratio = statistics.median(ratios)
     every = all(r.stored == r.expected for r in runs)
     stored = ", ".join(f"{r.stored:,}/{r.expected:,}" for r in runs)
     print(f"\ndaemon CPU without the journal {', '.join(f'{c:.2f}' for c in off)} s, with "
           f"{', '.join(f'{c:.2f}' for c in on)} s")  # fmt: skip
-    print(f"journal adds {100 * (ratio - 1):+.1f} % daemon CPU (ratio {ratio:.3f}; goal < +10 %: "
+    print(f"journal adds {100 * (ratio - 1):+.1f} % daemon CPU (median of {len(ratios)} pairs, ratio "
+          f"{ratio:.3f}; goal < +10 %: "
           f"{'met' if ratio < 1.10 else 'MISSED'}); every visit stored: {'yes' if every else 'NO'} "
           f"(stored/expected per run: {stored})")  # fmt: skip
     expected = sorted({r.expected for r in runs})
@@ -428,14 +320,22 @@ def main() -> None:
         "--copies", type=int, default=0, help="concurrent copies of the traces (overrides --seconds)"
     )
     ap.add_argument("--speed", type=float, default=1.0, help="with --rate 0: the traces' pace times this")
-    ap.add_argument(
-        "--runs", type=int, default=1, help="daemon runs per mode, alternated (off on on off ...)"
-    )
+    ap.add_argument("--runs", type=int, default=3, help="pairs of daemon runs (journal off and on)")
+    ap.add_argument("--serial", action="store_true", help="a pair's two runs one after the other")
+    ap.add_argument("--no-lock", action="store_true", help=f"do not hold {LAB_LOCK} during a pair")
+    ap.add_argument("--fsync-ms", type=float, default=50.0, help="journal.fsync_interval_ms (an experiment)")
+    ap.add_argument("--checkpoint-s", type=float, default=5.0, help="journal.checkpoint_s (an experiment)")
     ap.add_argument("--quick", action="store_true", help="--seconds 10")
+    ap.add_argument(
+        "--profile", action="store_true", help="cProfile the daemon (profile.out; implies --keep)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (stores, logs, the bytes sent)")
     args = ap.parse_args()
     if args.quick:
         args.seconds = 10.0
+    PROFILE["on"] = args.profile
+    JOURNAL_EXTRA["toml"] = f"fsync_interval_ms = {args.fsync_ms:g}\ncheckpoint_s = {args.checkpoint_s:g}\n"
+    args.keep = args.keep or args.profile
     if args.rate < 0 or args.seconds <= 0 or args.copies < 0 or args.speed <= 0 or not 1 <= args.runs <= 10:
         ap.error("--rate >= 0, --seconds > 0, --copies >= 0, --speed > 0, --runs 1..10")
     sys.exit(asyncio.run(main_async(args)))
