@@ -374,6 +374,29 @@ def reconstruct(
     return out
 
 
+def rings_in_gap(
+    lines: Iterable[str], since: float, problems: Problems
+) -> dict[VisitKey, list[tuple[str, float, float]]]:
+    """The ring-no-answers from `since` on of the visits queue_log has not seen end: a caller
+    who waited across the gap rang agents in it that AMI never told (agent, start, end)."""
+    builder = _Builder(problems)
+    for text in lines:
+        line = parse_line(text, problems)
+        if line is not None:
+            builder.feed(line)
+    out: dict[VisitKey, list[tuple[str, float, float]]] = {}
+    for key, v in builder.open.items():
+        for a in v.attempts:
+            if (
+                a.result == "no_answer"
+                and a.start_ts is not None
+                and a.end_ts is not None
+                and a.end_ts >= since
+            ):
+                out.setdefault(key, []).append((a.agent, a.start_ts, a.end_ts))
+    return out
+
+
 def excerpt(lines: Iterable[str], since: float) -> list[str]:
     """What reconstruct() needs of queue_log lines read from MARGIN_S before `since`: every line
     from the second `since` falls in on, and the earlier lines of the calls that have one of those

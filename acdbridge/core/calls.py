@@ -85,6 +85,9 @@ class CallTracker:
         self.finished: list[dict[str, Any]] = []
         self.ignored: Counter[str] = Counter()
         self.now = 0.0
+        # the last event's own time: `now` also moves with the daemon's tick in a quiet spell (or
+        # an outage), and a gap begins at the last thing heard, not at the last tick
+        self.last_event_ts = 0.0
         # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
         self._done_keys: dict[tuple[str, str, float], None] = {}
         self._done_calls: dict[tuple[str, str], None] = {}  # (caller, queue) of recently ended visits
@@ -98,6 +101,8 @@ class CallTracker:
     # -- input ---------------------------------------------------------------------------------
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
         ts, source = _ts(msg, received_at)
+        if msg.kind == "event":
+            self.last_event_ts = max(self.last_event_ts, ts)
         if ts > self.now:
             self.now = ts
             self._expire_hangups(ts - AGENT_COMPLETE_GRACE_S)
@@ -145,6 +150,7 @@ class CallTracker:
         """Everything in progress, as JSON-able data: a restarted daemon goes on from it."""
         return {
             "now": self.now,
+            "last_event_ts": self.last_event_ts,
             "config_wrapup": self.config_wrapup,
             "known_queues": sorted(self.known_queues),
             "active": [asdict(v) for v in self.active.values()],
@@ -155,6 +161,7 @@ class CallTracker:
     def restore(self, snap: dict[str, Any]) -> None:
         visit = visit_of
         self.now = max(self.now, float(snap["now"]))
+        self.last_event_ts = max(self.last_event_ts, float(snap.get("last_event_ts", snap["now"])))
         self.config_wrapup.update(snap["config_wrapup"])
         self.known_queues.update(snap["known_queues"])
         self.last_call.update(snap.get("last_call", {}))

@@ -8,7 +8,7 @@ from typing import Any
 
 from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
-from acdbridge.core.backfill import reconstruct
+from acdbridge.core.backfill import reconstruct, rings_in_gap
 from acdbridge.core.calls import CallTracker
 from acdbridge.core.gap import GapBook, merge
 from acdbridge.core.legs import LegTracker
@@ -16,6 +16,7 @@ from acdbridge.core.limits import Janitor, Limits
 from acdbridge.core.routing import MemberBook
 from acdbridge.core.tallies import Tallies
 from acdbridge.core.values import MAX_TS, MIN_TS, Problems, checked
+from acdbridge.core.visit import RingAttempt
 
 Record = dict[str, Any]
 DEFAULT_SHORT_ABANDON_S = 5.0
@@ -117,7 +118,7 @@ class Pipeline:
             received_at = received_at if received_at > 0 else self.calls.now
         msg = clean
         if msg.kind == "banner":  # a new AMI connection: what came before it may be a gap
-            self.gap.connected(self.calls.now)
+            self.gap.connected(self.calls.last_event_ts)
         self.calls.feed(msg, received_at)
         ts = self.calls.now if "Timestamp" in msg.headers else received_at
         self.agents.feed(msg, ts)
@@ -178,7 +179,33 @@ class Pipeline:
             calls.finish_vanished(v, gap.until)
         for r in records:
             calls.emit_record((r["uniqueid"], r["queue"], r["enter_ts"]), r)
+        self._add_gap_rings(lines or [], gap.since)
         return len(records)
+
+    def _add_gap_rings(self, lines: list[str], since: float) -> None:
+        """A caller still waiting (or in talk) after the gap gets the ring-no-answers queue_log
+        logged for it inside the gap; the interface is unknown there (queue_log names members)."""
+        for (uid, queue), rings in rings_in_gap(lines, since, self.problems).items():
+            v = self.calls.active.get(uid)
+            if v is None or v.queue != queue:
+                continue
+            for agent, start, end in rings:
+                self._add_ring(v.ring_attempts, agent, start, end)
+            v.ring_attempts.sort(key=lambda a: a.start_ts)
+
+    @staticmethod
+    def _add_ring(attempts: list[RingAttempt], agent: str, start: float, end: float) -> None:
+        """A ring-no-answer from queue_log (whole seconds): one the tracker saw end is not added
+        again; one it saw begin (still open at the cut) is ended with it."""
+        for a in attempts:
+            if a.agent != agent:
+                continue
+            if a.end_ts is None and a.start_ts <= end + 1.0:
+                a.end_ts, a.result = max(a.start_ts, end), "no_answer"
+                return
+            if a.result == "no_answer" and a.end_ts is not None and abs(a.end_ts - end) <= 1.0:
+                return
+        attempts.append(RingAttempt(agent, "", start, end, "no_answer"))
 
     def advance(self, ts: float) -> None:
         """The clock moves on with no event (see CallTracker.advance)."""

@@ -36,6 +36,7 @@ class CuttableProxy:
         self.port = free_port()
         self.target_port = target_port
         self.cuts = 0
+        self.refuse_until = 0.0  # monotonic: new connections are closed at once until then
         self._writers: set[asyncio.StreamWriter] = set()
         self._frozen: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
@@ -53,6 +54,9 @@ class CuttableProxy:
         server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if time.monotonic() < self.refuse_until:  # the PBX out of reach: the link stays down
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -82,6 +86,11 @@ class CuttableProxy:
 
         self.cuts += 1
         self._loop.call_soon_threadsafe(close_all)
+
+    def cut_for(self, seconds: float) -> None:
+        """Drop every connection and refuse new ones for `seconds`: an outage, not a blip."""
+        self.refuse_until = time.monotonic() + seconds
+        self.cut()
 
     def freeze(self) -> None:
         """From now on the current connections carry nothing back to the client."""
@@ -130,7 +139,8 @@ def stop_leftovers() -> None:
 
 
 class DaemonProcess:
-    def __init__(self, workdir: Path, ami_port: int, http_port: int | None = None, extra: str = "") -> None:
+    def __init__(self, workdir: Path, ami_port: int, http_port: int | None = None, extra: str = "",
+                 ami_extra: str = "") -> None:  # fmt: skip
         self.workdir = workdir
         self.config = workdir / "acdbridge.toml"
         self.store_path = workdir / "store.sqlite"
@@ -141,7 +151,7 @@ class DaemonProcess:
         self.config.write_text(
             f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\n'
             f'secret_file = "{secret}"\nping_interval_s = 2\naction_timeout_s = 3\n'
-            f'reconnect_min_s = 0.2\nreconnect_max_s = 2\ncapture = "{self.capture}"\n'
+            f'reconnect_min_s = 0.2\nreconnect_max_s = 2\ncapture = "{self.capture}"\n{ami_extra}'
             f'[store]\npath = "{self.store_path}"\n'
             f'[http]\nlisten = "127.0.0.1:{http_port or free_port()}"\n' + extra
         )
