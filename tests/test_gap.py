@@ -21,6 +21,7 @@ from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, Journal
 from acdbridge.adapters.queuelog import read_gap, start_offset
 from acdbridge.core.backfill import MARGIN_S, excerpt, lines_of
 from acdbridge.core.pipeline import Pipeline
+from acdbridge.core.visit import RingAttempt, Visit
 from acdbridge.replay import replay_records
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
@@ -198,3 +199,25 @@ def test_read_gap_finds_the_start_by_bisection(tmp_path: Path, lines_total: int)
     lines, cut = read_gap(path, since - MARGIN_S + 2)
     assert cut == 0 and lines == body[-3:]
     assert math.isfinite(since)
+
+
+def test_rings_in_the_gap_join_a_caller_tracked_across_it() -> None:
+    pipeline = Pipeline()
+    v = Visit("c1", "c1", "water", "555", "", 1000.2, "event")
+    v.ring_attempts = [
+        RingAttempt("Ana", "PJSIP/1", 1000.5, 1010.5, "no_answer"),  # seen before the gap
+        RingAttempt("Bob", "PJSIP/2", 1011.0),  # still ringing at the cut
+    ]
+    pipeline.calls.active["c1"] = v
+    pipeline.gap.connected(1012.0)
+    pipeline.gap.resynced([], 1060.0)
+    lines = [
+        "1000|c1|water|NONE|ENTERQUEUE||555|1",
+        "1010|c1|water|Ana|RINGNOANSWER|10000",  # the one the tracker has
+        "1026|c1|water|Bob|RINGNOANSWER|15000",  # Bob's ring, open at the cut, ended in the gap
+        "1040|c1|water|Cleo|RINGNOANSWER|12000",  # never seen on AMI
+    ]
+    pipeline.backfill(lines)
+    got = [(a.agent, a.result, a.end_ts) for a in v.ring_attempts]
+    assert got == [("Ana", "no_answer", 1010.5), ("Bob", "no_answer", 1026.0), ("Cleo", "no_answer", 1040.0)]
+    assert pipeline.gap.gap is None  # settled
