@@ -221,3 +221,21 @@ def test_rings_in_the_gap_join_a_caller_tracked_across_it() -> None:
     got = [(a.agent, a.result, a.end_ts) for a in v.ring_attempts]
     assert got == [("Ana", "no_answer", 1010.5), ("Bob", "no_answer", 1026.0), ("Cleo", "no_answer", 1040.0)]
     assert pipeline.gap.gap is None  # settled
+
+
+def test_a_ring_begun_in_a_gap_and_ended_after_it_counts() -> None:
+    pipeline = Pipeline()
+    head = "Uniqueid: c2\r\nLinkedid: c2\r\nQueue: water\r\nCallerIDNum: 555\r\nCallerIDName: X\r\n"
+    pipeline.feed_bytes(
+        f"Event: QueueCallerJoin\r\n{head}Position: 1\r\nCount: 1\r\nTimestamp: 2000.0\r\n\r\n"
+        f"Event: AgentRingNoAnswer\r\n{head}Interface: PJSIP/9\r\nMemberName: Pedro\r\n"
+        "RingTime: 10000\r\nTimestamp: 2030.5\r\n\r\n".encode()
+    )  # its AgentCalled (at 2020.5) was lost
+    (a,) = pipeline.calls.active["c2"].ring_attempts
+    assert (a.agent, a.interface, a.start_ts, a.end_ts, a.result) == (
+        "Pedro",
+        "PJSIP/9",
+        2020.5,
+        2030.5,
+        "no_answer",
+    )

@@ -353,9 +353,16 @@ class CallTracker:
         if v is None or not self._step(v, event):
             return
         interface = msg.headers.get("Interface", "")
-        for a in v.ring_attempts:
-            if a.interface == interface and a.end_ts is None:
-                a.end_ts, a.result = max(ts, a.start_ts), result
+        open_ = [a for a in v.ring_attempts if a.interface == interface and a.end_ts is None]
+        for a in open_:
+            a.end_ts, a.result = max(ts, a.start_ts), result
+        seen = any(a.interface == interface and a.end_ts == ts for a in v.ring_attempts)  # sent twice
+        if not open_ and not seen and result == "no_answer":  # its AgentCalled came in a gap: RingTime (ms)
+            rang = (parse_seconds(msg.headers.get("RingTime", "0")) or 0.0) / 1000
+            start = max(v.enter_ts, ts - rang)
+            v.ring_attempts.append(
+                RingAttempt(msg.headers.get("MemberName", ""), interface, start, ts, result)
+            )
 
     def _on_ring_no_answer(self, msg: AmiMessage, ts: float, _source: str) -> None:
         self._end_attempt(msg, ts, "no_answer", "AgentRingNoAnswer")
