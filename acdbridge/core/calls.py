@@ -434,9 +434,20 @@ class CallTracker:
         if h.get("Result") != "Success":
             return
         v = self.active.get(h.get("TransfereeUniqueid", ""))
-        if v is None:
-            v = self.by_agent_channel.get(h.get("TransfererUniqueid") or h.get("OrigTransfererUniqueid", ""))
-        if v is None or not self._step(v, msg.name):
+        if v is None or v.state != "talking":
+            v = (
+                self.by_agent_channel.get(h.get("TransfererUniqueid") or h.get("OrigTransfererUniqueid", ""))
+                or v
+            )
+        if v is not None and v.state != "talking":
+            # the caller's join into the target queue came first and ended the talk: that visit
+            # is in wrap-up now, ended this very moment
+            uid = h.get("TransfereeUniqueid", "")
+            done = [w for w in self.wrapping.values() if w.uniqueid == uid and w.transfer is None]
+            if not done or abs((done[0].end_ts or 0.0) - ts) > 1.0:
+                return
+            v, v.ended_by = done[0], "transfer"
+        elif v is None or not self._step(v, msg.name):
             return
         if msg.name == "BlindTransfer":
             v.transfer = {"kind": "blind", "to": f"{h.get('Extension', '')}@{h.get('Context', '')}"}
