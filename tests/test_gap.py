@@ -239,3 +239,28 @@ def test_a_ring_begun_in_a_gap_and_ended_after_it_counts() -> None:
         2030.5,
         "no_answer",
     )
+
+
+def test_a_blind_transfer_whose_target_join_came_first_keeps_it() -> None:
+    # seen on the lab: app_queue put the caller in the next queue before the BlindTransfer event
+    out: list[Record] = []
+    pipeline = Pipeline(wrapup_s={"water": 5.0}, on_visit=out.append)
+    head = "Uniqueid: c3\r\nLinkedid: c3\r\nCallerIDNum: 555\r\nCallerIDName: X\r\n"
+    agent = "Interface: PJSIP/7\r\nMemberName: Ana\r\n"
+    frames_ = [
+        f"Event: QueueCallerJoin\r\n{head}Queue: water\r\nTimestamp: 3000.0",
+        f"Event: AgentCalled\r\n{head}Queue: water\r\n{agent}DestUniqueid: a1\r\nTimestamp: 3000.1",
+        f"Event: QueueCallerLeave\r\n{head}Queue: water\r\nTimestamp: 3001.0",
+        f"Event: AgentConnect\r\n{head}Queue: water\r\n{agent}DestUniqueid: a1\r\n"
+        "HoldTime: 1\r\nTimestamp: 3001.0",
+        f"Event: QueueCallerJoin\r\n{head}Queue: broadband\r\nTimestamp: 3013.0",
+        "Event: BlindTransfer\r\nResult: Success\r\nTransfererUniqueid: a1\r\nTransfereeUniqueid: c3\r\n"
+        "Extension: 6100\r\nContext: inbound\r\nTimestamp: 3013.0",
+        f"Event: AgentComplete\r\n{head}Queue: water\r\n{agent}Reason: transfer\r\n"
+        "TalkTime: 12\r\nTimestamp: 3013.0",
+    ]
+    pipeline.feed_bytes("".join(f + "\r\n\r\n" for f in frames_).encode())
+    pipeline.finish()
+    (water,) = [r for r in out if r["queue"] == "water"]
+    assert water["transfer"] == {"kind": "blind", "to": "6100@inbound"} and water["ended_by"] == "transfer"
+    assert pipeline.calls.active["c3"].queue == "broadband"
