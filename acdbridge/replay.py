@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, TornTail, iter_chunks, iter_inputs
+from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, TornTail, iter_inputs
 from acdbridge.adapters.metrics import build_families, new_registry, render, window_kpis
 from acdbridge.config import Config
 from acdbridge.core.backfill import lines_of
@@ -21,17 +21,6 @@ class ReplayError(AcdError):
     exit_status = 2
 
 
-def read_timed_chunks(path: Path, torn: list[TornTail] | None = None) -> Iterator[tuple[bytes, float | None]]:
-    """(bytes, receive time) as they came: a journal (directory or segment) with the receive
-    times the daemon recorded, b"" at each new AMI connection; a plain capture (.gz too) with None."""
-    try:
-        yield from iter_chunks(path, torn)
-    except FileNotFoundError as exc:
-        raise ReplayError(f"no such trace: {path}") from exc
-    except (OSError, EOFError, ValueError) as exc:
-        raise ReplayError(f"cannot read trace {path}: {exc}") from exc
-
-
 def read_inputs(path: Path, torn: list[TornTail]) -> Iterator[tuple[int, bytes, float | None]]:
     """(kind, bytes, receive time) as they came (adapters/journal.py iter_inputs)."""
     try:
@@ -43,9 +32,10 @@ def read_inputs(path: Path, torn: list[TornTail]) -> Iterator[tuple[int, bytes, 
 
 
 def read_chunks(path: Path) -> Iterator[bytes]:
-    """The trace's AMI bytes alone."""
-    for chunk, _ in read_timed_chunks(path):
-        yield chunk
+    """The trace's AMI bytes alone, b"" at each new AMI connection."""
+    for kind, data, _ in read_inputs(path, []):
+        if kind != QUEUE_LOG:
+            yield b"" if kind == CONNECT else data
 
 
 def _feed(pipeline: Pipeline, path: Path, finish: bool = True) -> Pipeline:
