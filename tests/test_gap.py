@@ -264,3 +264,57 @@ def test_a_blind_transfer_whose_target_join_came_first_keeps_it() -> None:
     (water,) = [r for r in out if r["queue"] == "water"]
     assert water["transfer"] == {"kind": "blind", "to": "6100@inbound"} and water["ended_by"] == "transfer"
     assert pipeline.calls.active["c3"].queue == "broadband"
+
+
+def talking_across_a_cut() -> tuple[Pipeline, list[Record]]:
+    """Caller c4 in talk with Ana in water when the link went; the new connection's banner."""
+    out: list[Record] = []
+    pipeline = Pipeline(wrapup_s={"water": 5.0, "broadband": 5.0}, on_visit=out.append)
+    head = "Uniqueid: c4\r\nLinkedid: c4\r\nCallerIDNum: 555\r\nCallerIDName: X\r\nQueue: water\r\n"
+    agent = "Interface: PJSIP/7\r\nMemberName: Ana\r\nDestUniqueid: a4\r\n"
+    frames_ = [
+        f"Event: QueueCallerJoin\r\n{head}Timestamp: 4000.0",
+        f"Event: AgentCalled\r\n{head}{agent}Timestamp: 4000.1",
+        f"Event: QueueCallerLeave\r\n{head}Timestamp: 4002.0",
+        f"Event: AgentConnect\r\n{head}{agent}HoldTime: 2\r\nTimestamp: 4002.0",
+    ]
+    pipeline.feed_bytes("".join(f + "\r\n\r\n" for f in frames_).encode())
+    pipeline.new_connection()
+    pipeline.feed_bytes(BANNER)
+    return pipeline, out
+
+
+TRANSFERRED = ["4000|c4|water|NONE|ENTERQUEUE||555|1", "4002|c4|water|Ana|CONNECT|2|a4|1",
+               "4014|c4|water|Ana|BLINDTRANSFER|6100|inbound|2|12|1",
+               "4014|c4|broadband|NONE|ENTERQUEUE||555|1"]  # fmt: skip
+
+
+def test_a_caller_transferred_in_the_gap_and_waiting_at_the_resync_is_in_the_new_queue() -> None:
+    pipeline, out = talking_across_a_cut()
+    entry = {"Queue": "broadband", "Uniqueid": "c4", "Linkedid": "c4", "CallerIDNum": "555",
+             "CallerIDName": "X", "Timestamp": "4014.0"}  # fmt: skip
+    pipeline.feed_bytes(resync({"c4"}, 4020.0, (entry,)))  # alive, waiting in broadband
+    assert pipeline.calls.active["c4"].queue == "broadband" and out == []
+    assert pipeline.backfill(TRANSFERRED) == 1
+    (water,) = out
+    assert (water["queue"], water["time_source"], water["end_ts"]) == ("water", "queue_log", 4014.0)
+    assert water["transfer"] == {"kind": "blind", "to": "6100@inbound"} and water["agent"] == "Ana"
+    assert pipeline.calls.active["c4"].enter_ts == 4014.0  # still tracked, in its new queue
+
+
+def test_a_call_queue_log_ended_in_the_gap_is_not_left_in_talk_though_its_caller_lives() -> None:
+    # the caller went on to the survey (or was answered in the next queue): alive at the resync,
+    # listed waiting nowhere, and queue_log has its end
+    pipeline, out = talking_across_a_cut()
+    pipeline.feed_bytes(resync({"c4"}, 4020.0))
+    assert pipeline.calls.active["c4"].state == "talking"
+    lines = [*TRANSFERRED[:2], "4010|c4|water|Ana|COMPLETEAGENT|2|8|1"]
+    assert pipeline.backfill(lines) == 1
+    (water,) = out
+    assert (water["outcome"], water["end_ts"], water["talk_s"], water["linkedid"]) == (
+        "answered",
+        4010.0,
+        8.0,
+        "c4",
+    )
+    assert "c4" not in pipeline.calls.active and not pipeline.calls.by_agent_channel

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+from acdbridge.core import resync
 from acdbridge.core.ami import AmiMessage
 from acdbridge.core.values import MAX_TS, MIN_TS, RECEIVE_SKEW_S, parse_seconds
 from acdbridge.core.visit import (
@@ -41,7 +42,6 @@ from acdbridge.core.visit import (
 AGENT_COMPLETE_GRACE_S = 2.0
 DONE_KEYS_KEPT = 50_000
 MAX_WRAPUP_S = 86_400.0
-VANISHING = ("waiting", "leaving", "talking")  # the states a resync can find a caller gone in
 
 
 def _ts(msg: AmiMessage, fallback: float) -> tuple[float, str]:
@@ -91,7 +91,8 @@ class CallTracker:
         # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
         self._done_keys: dict[tuple[str, str, float], None] = {}
         self._done_calls: dict[tuple[str, str], None] = {}  # (caller, queue) of recently ended visits
-        self._alive: set[str] | None = None  # channels listed by a CoreShowChannels resync
+        self.alive_listed: set[str] | None = None  # channels listed by a CoreShowChannels resync
+        self.moved: list[Visit] = []  # visits a resync found their caller gone on from (core/resync.py)
         self._logged_out: set[tuple[str, str]] = set()  # (interface, queue) removed from the queue
         # an agent's last answered call and recent calls' queues: dispositions and survey scores
         # arrive after the talk (core/legs.py)
@@ -207,12 +208,25 @@ class CallTracker:
             self.finished.append(rec)
 
     def known_keys(self) -> list[tuple[str, str, float]]:
-        """The visits reported, in wrap-up or still tracked: a backfill must not report them."""
-        return [
-            *self._done_keys,
-            *(v.key for v in self.wrapping.values()),
-            *(v.key for v in self.active.values()),
-        ]
+        """The visits reported or in wrap-up: a backfill must not report them again. (A visit
+        still tracked that queue_log has ended in the gap ended while nobody listened.)"""
+        return [*self._done_keys, *(v.key for v in self.wrapping.values())]
+
+    def forget(self, v: Visit) -> None:
+        """Stop tracking a visit settled elsewhere (the gap's backfill reports it)."""
+        if self.active.get(v.uniqueid) is v:
+            del self.active[v.uniqueid]
+        self.hung_up.pop(v.uniqueid, None)
+        if v.agent_uniqueid:
+            self.by_agent_channel.pop(v.agent_uniqueid, None)
+
+    def finish_vanished(self, v: Visit, ts: float) -> None:
+        """A caller gone while nobody listened, with no record of how: ended at `ts`."""
+        if v.state == "talking":
+            self._complete(v, ts, None)
+        else:
+            v.state = "done"
+            self._close_unanswered(v, "abandoned", ts)
 
     def wrapups(self) -> dict[str, float]:
         """Each known queue's wrapuptime, where it is known."""
@@ -546,47 +560,6 @@ class CallTracker:
         default: Outcome = "abandoned" if before == "leaving" else "exit_key"
         self._close_unanswered(v, LEAVE_STATUSES.get(value, default), ts)
 
-    # -- resync after a (re)connect ------------------------------------------------------------
-    def _on_queue_entry(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        """A caller already waiting when we (re)connected: track it unless we already do."""
-        h = msg.headers
-        uid = h.get("Uniqueid", "")
-        if not uid or uid in self.active:
-            return
-        waited = parse_seconds(h.get("Wait", "0")) or 0.0
-        self.known_queues.add(h.get("Queue", ""))
-        self.active[uid] = Visit(uid, h.get("Linkedid", uid), h.get("Queue", ""), h.get("CallerIDNum", ""),
-                                 h.get("CallerIDName", ""), ts - waited, "resync")  # fmt: skip
-
-    def _on_channel_listed(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        if self._alive is None:
-            self._alive = set()
-        self._alive.add(msg.headers.get("Uniqueid", ""))
-
-    def _on_channels_complete(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        """Callers that vanished while we were away: `on_vanished` (the gap's backfill) takes
-        them, else they are finished now, at the resync's time, rather than never."""
-        alive, self._alive = self._alive or set(), None
-        gone = [v for uid, v in self.active.items() if uid not in alive and v.state in VANISHING]
-        self.ignored["vanished-during-outage"] += len(gone)
-        if self.on_vanished is not None and self.on_vanished(gone, ts):
-            for v in gone:
-                del self.active[v.uniqueid]
-                self.hung_up.pop(v.uniqueid, None)
-                if v.agent_uniqueid:
-                    self.by_agent_channel.pop(v.agent_uniqueid, None)
-            return
-        for v in gone:
-            self.finish_vanished(v, ts)
-
-    def finish_vanished(self, v: Visit, ts: float) -> None:
-        """A caller gone while nobody listened, with no record of how: ended at `ts`."""
-        if v.state == "talking":
-            self._complete(v, ts, None)
-        else:
-            v.state = "done"
-            self._close_unanswered(v, "abandoned", ts)
-
     def _on_member_gone(self, msg: AmiMessage, ts: float, _source: str) -> None:
         """A pause or a logout ends the agent's wrap-up early."""
         if msg.name == "QueueMemberPause" and msg.headers.get("Paused") != "1":
@@ -616,9 +589,9 @@ class CallTracker:
         "Hangup": _on_hangup,
         "VarSet": _on_varset,
         "QueueMemberPause": _on_member_gone,
-        "QueueEntry": _on_queue_entry,
+        "QueueEntry": resync.on_queue_entry,
         "QueueMemberAdded": _on_member_added,
-        "CoreShowChannel": _on_channel_listed,
-        "CoreShowChannelsComplete": _on_channels_complete,
+        "CoreShowChannel": resync.on_channel_listed,
+        "CoreShowChannelsComplete": resync.on_channels_complete,
         "QueueMemberRemoved": _on_member_gone,
     }

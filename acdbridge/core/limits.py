@@ -144,9 +144,9 @@ class Janitor:
     def _check_channels(self) -> None:
         cap, calls = self.limits.max_channels, self.calls
         n = _trim(calls.by_agent_channel, cap) + _trim(self.agents.by_channel, cap)
-        if calls._alive is not None and len(calls._alive) > cap:
-            n += len(calls._alive)  # a listing this long is not the PBX's: forget it
-            calls._alive = None
+        if calls.alive_listed is not None and len(calls.alive_listed) > cap:
+            n += len(calls.alive_listed)  # a listing this long is not the PBX's: forget it
+            calls.alive_listed = None
         self._count("evicted_channel", n)
 
     def _check_queues(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
-from acdbridge.core.backfill import reconstruct, rings_in_gap
+from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S, reconstruct, rings_in_gap
 from acdbridge.core.calls import CallTracker
 from acdbridge.core.gap import GapBook, merge
 from acdbridge.core.legs import LegTracker
@@ -16,7 +16,7 @@ from acdbridge.core.limits import Janitor, Limits
 from acdbridge.core.routing import MemberBook
 from acdbridge.core.tallies import Tallies
 from acdbridge.core.values import MAX_TS, MIN_TS, Problems, checked
-from acdbridge.core.visit import RingAttempt
+from acdbridge.core.visit import RingAttempt, Visit
 
 Record = dict[str, Any]
 DEFAULT_SHORT_ABANDON_S = 5.0
@@ -174,13 +174,26 @@ class Pipeline:
         rebuilt = [] if lines is None else reconstruct(
             lines, gap.since, gap.until, calls.known_keys(), calls.wrapups(), self.problems
         )  # fmt: skip
-        records, unmatched = merge(gap.vanished, rebuilt)
+        ended = self._ended_in_gap(rebuilt)
+        records, unmatched = merge([*gap.vanished, *ended], rebuilt)
         for v in unmatched:
             calls.finish_vanished(v, gap.until)
         for r in records:
             calls.emit_record((r["uniqueid"], r["queue"], r["enter_ts"]), r)
         self._add_gap_rings(lines or [], gap.since)
         return len(records)
+
+    def _ended_in_gap(self, rebuilt: list[Record]) -> list[Visit]:
+        """Visits still tracked whose caller was alive at the resync but which queue_log ended in
+        the gap (the caller went on to a survey, or into another queue): no longer tracked."""
+        ended = []
+        for r in rebuilt:
+            v = self.calls.active.get(r["uniqueid"])
+            same = v is not None and v.queue == r["queue"]
+            if v is not None and same and abs(v.enter_ts - r["enter_ts"]) <= KNOWN_ENTER_SLACK_S:
+                self.calls.forget(v)
+                ended.append(v)
+        return ended
 
     def _add_gap_rings(self, lines: list[str], since: float) -> None:
         """A caller still waiting (or in talk) after the gap gets the ring-no-answers queue_log
