@@ -10,6 +10,7 @@ the lines the vanished callers end at the resync, as before the backfill existed
 from __future__ import annotations
 
 import gzip
+import json
 import math
 from functools import cache
 from pathlib import Path
@@ -318,3 +319,24 @@ def test_a_call_queue_log_ended_in_the_gap_is_not_left_in_talk_though_its_caller
         "c4",
     )
     assert "c4" not in pipeline.calls.active and not pipeline.calls.by_agent_channel
+
+
+def test_a_visit_reported_just_before_a_checkpoint_is_not_rebuilt_after_a_restart() -> None:
+    # seen on the lab: a caller left (EXITEMPTY) at 727.65, the checkpoint after it, a SIGKILL;
+    # the gap starts at that event's second, so queue_log's line of it (727) falls inside
+    out: list[Record] = []
+    first = Pipeline(on_visit=out.append)
+    head = "Uniqueid: c5\r\nLinkedid: c5\r\nCallerIDNum: 555\r\nCallerIDName: X\r\nQueue: water\r\n"
+    first.feed_bytes(
+        f"Event: QueueCallerJoin\r\n{head}Timestamp: 722.6\r\n\r\n"
+        f"Event: QueueCallerAbandon\r\n{head}HoldTime: 5\r\nTimestamp: 727.65\r\n\r\n"
+        f"Event: VarSet\r\n{head}Variable: QUEUESTATUS\r\nValue: LEAVEEMPTY\r\n"
+        "Timestamp: 727.65\r\n\r\n".encode()
+    )
+    assert [r["outcome"] for r in out] == ["exit_empty"]
+    again: list[Record] = []
+    restarted = Pipeline(on_visit=again.append)
+    restarted.restore(json.loads(json.dumps(first.snapshot())))
+    restarted.feed_bytes(BANNER + resync(set(), 732.3))
+    lines = ["722|c5|water|NONE|ENTERQUEUE||555|1", "727|c5|water|NONE|EXITEMPTY|1|1|5"]
+    assert restarted.backfill(lines) == 0 and again == []

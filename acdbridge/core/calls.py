@@ -42,6 +42,7 @@ from acdbridge.core.visit import (
 AGENT_COMPLETE_GRACE_S = 2.0
 DONE_KEYS_KEPT = 50_000
 MAX_WRAPUP_S = 86_400.0
+RECENT_DONE_S = 5.0  # a checkpoint keeps the keys of visits that ended this long before its last event
 
 
 def _ts(msg: AmiMessage, fallback: float) -> tuple[float, str]:
@@ -89,7 +90,7 @@ class CallTracker:
         # an outage), and a gap begins at the last thing heard, not at the last tick
         self.last_event_ts = 0.0
         # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
-        self._done_keys: dict[tuple[str, str, float], None] = {}
+        self._done_keys: dict[tuple[str, str, float], float] = {}  # -> the visit's end_ts
         self._done_calls: dict[tuple[str, str], None] = {}  # (caller, queue) of recently ended visits
         self.alive_listed: set[str] | None = None  # channels listed by a CoreShowChannels resync
         self.moved: list[Visit] = []  # visits a resync found their caller gone on from (core/resync.py)
@@ -157,6 +158,11 @@ class CallTracker:
             "active": [asdict(v) for v in self.active.values()],
             "wrapping": [asdict(v) for v in self.wrapping.values()],
             "last_call": self.last_call,
+            # visits reported that ended just before the last event: a gap's backfill starts at
+            # that event's second (queue_log's floor) and must know them after a restart
+            "done_recent": [
+                [*k, end] for k, end in self._done_keys.items() if end >= self.last_event_ts - RECENT_DONE_S
+            ],
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -166,6 +172,8 @@ class CallTracker:
         self.config_wrapup.update(snap["config_wrapup"])
         self.known_queues.update(snap["known_queues"])
         self.last_call.update(snap.get("last_call", {}))
+        for uid, queue, enter, end in snap.get("done_recent", []):
+            self._done_keys[(str(uid), str(queue), float(enter))] = float(end)
         for d in snap["active"]:
             v = visit(d)
             self.active[v.uniqueid] = v
@@ -199,7 +207,7 @@ class CallTracker:
         if key in self._done_keys:  # the same visit seen again (replayed stream)
             self.ignored["duplicate-visit"] += 1
             return
-        self._done_keys[key] = None
+        self._done_keys[key] = float(rec["end_ts"] or 0.0)
         if len(self._done_keys) > DONE_KEYS_KEPT:
             del self._done_keys[next(iter(self._done_keys))]
         if self.on_visit is not None:
