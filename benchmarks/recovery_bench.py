@@ -70,7 +70,7 @@ CHECKPOINT_TIMEOUT_S = 2.0 * CHECKPOINT_S
 # -- the calls in progress -----------------------------------------------------------------------------
 def state_of(p: Pipeline) -> tuple[str, ...]:
     calls = [("hold" if v.holds and len(v.holds[-1]) == 1 else v.state) for v in p.calls.active.values()]
-    return tuple(sorted(calls)) + ("wrap-up",) * len(p.calls.wrapping)
+    return tuple(sorted(calls)) + ("wrap-up",) * len(p.calls.wraps.wrapping)
 
 
 def cuts() -> tuple[list[bytes], list[tuple[int, tuple[str, ...]]]]:

@@ -43,7 +43,7 @@ def wrapups(name: str) -> dict[str, float]:
         if not chunk:
             pipeline.new_connection()
         pipeline.feed_bytes(chunk)
-    return {**pipeline.calls.wrapup_s, **pipeline.calls.config_wrapup}
+    return {**pipeline.calls.wraps.wrapup_s, **pipeline.calls.wraps.config_wrapup}
 
 
 def by_key(records: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:

@@ -15,7 +15,6 @@ the queue's wrapuptime is in no event (GetConfig queues.conf gives it)."""
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -35,13 +34,13 @@ from acdbridge.core.visit import (
     record_of,
     visit_of,
 )
+from acdbridge.core.wraps import WrapUps
 
 # A caller's Hangup while talking is normally followed at once by AgentComplete. Asterisk 22
 # sends none for the consult leg of an attended transfer (queue_log still has COMPLETECALLER):
 # when this long has passed on the events' clock, the Hangup ends the talk instead.
 AGENT_COMPLETE_GRACE_S = 2.0
 DONE_KEYS_KEPT = 50_000
-MAX_WRAPUP_S = 86_400.0
 RECENT_DONE_S = 5.0  # a checkpoint keeps the keys of visits that ended this long before its last event
 
 
@@ -69,17 +68,13 @@ class CallTracker:
         on_problem: Callable[[str], None] | None = None,
         on_wrap_end: Callable[[str, float], None] | None = None,
     ) -> None:
-        self.on_wrap_end = on_wrap_end
-        self.wrapup_s: dict[str, float] = dict(wrapup_s or {})  # from config; GetConfig overrides
-        self.config_wrapup: dict[str, float] = {}
         self.on_visit = on_visit
         self.on_problem = on_problem
         # the resync's vanished callers go here first (core/gap.py); True: it has taken them
         self.on_vanished: Callable[[list[Visit], float], bool] | None = None
         self.active: dict[str, Visit] = {}  # caller uniqueid -> its current visit
         self.by_agent_channel: dict[str, Visit] = {}  # agent channel uniqueid -> visit talking
-        self.wrapping: dict[str, Visit] = {}  # agent interface -> visit in wrap-up
-        self._wrap_heap: list[tuple[float, str, tuple[str, str, float]]] = []
+        self.wraps = WrapUps(wrapup_s, self._wrap_done, on_wrap_end, on_problem)
         self.hung_up: dict[str, Visit] = {}  # caller uniqueid -> talking visit whose caller hung up
         self.known_queues: set[str] = set()
         # kept only without a callback (a replay); the daemon hands each record on and forgets it
@@ -94,7 +89,6 @@ class CallTracker:
         self._done_calls: dict[tuple[str, str], None] = {}  # (caller, queue) of recently ended visits
         self.alive_listed: set[str] | None = None  # channels listed by a CoreShowChannels resync
         self.moved: list[Visit] = []  # visits a resync found their caller gone on from (core/resync.py)
-        self._logged_out: set[tuple[str, str]] = set()  # (interface, queue) removed from the queue
         # an agent's last answered call and recent calls' queues: dispositions and survey scores
         # arrive after the talk (core/legs.py)
         self.last_call: dict[str, str] = {}  # agent interface -> caller uniqueid
@@ -108,10 +102,10 @@ class CallTracker:
         if ts > self.now:
             self.now = ts
             self._expire_hangups(ts - AGENT_COMPLETE_GRACE_S)
-            self._expire_wraps()
+            self.wraps.expire(ts)
         if msg.kind == "response":
             if msg.headers.get("Category-000000") is not None:
-                self._read_getconfig(msg)
+                self.known_queues.update(self.wraps.read_getconfig(msg.headers))
             return
         handler = self._handlers.get(msg.name)
         if handler is not None:
@@ -123,19 +117,17 @@ class CallTracker:
         if ts > self.now:
             self.now = ts
             self._expire_hangups(ts - AGENT_COMPLETE_GRACE_S)
-            self._expire_wraps()
+            self.wraps.expire(ts)
 
     def finish(self) -> None:
         """End of input (end of a trace, or an orderly stop): wrap-ups run to their due time,
         visits still waiting stay unfinished and are not reported."""
         self._expire_hangups(float("inf"))
-        for interface in list(self.wrapping):
-            visit = self.wrapping[interface]
-            self._end_wrap(interface, visit.wrap_due if visit.wrap_due is not None else self.now)
+        self.wraps.finish(self.now)
 
     def call_of_agent(self, interface: str) -> str | None:
         """The call an agent is wrapping up, or else his last answered call."""
-        visit = self.wrapping.get(interface)
+        visit = self.wraps.wrapping.get(interface)
         return visit.uniqueid if visit is not None else self.last_call.get(interface)
 
     def queue_of(self, uniqueid: str) -> str:
@@ -144,8 +136,7 @@ class CallTracker:
 
     def end_wrap(self, interface: str, ts: float) -> None:
         """The agent ended after-call work (entered a disposition)."""
-        if interface in self.wrapping:
-            self._end_wrap(interface, ts)
+        self.wraps.end(interface, ts)
 
     # -- state across a daemon restart ----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -153,10 +144,9 @@ class CallTracker:
         return {
             "now": self.now,
             "last_event_ts": self.last_event_ts,
-            "config_wrapup": self.config_wrapup,
+            **self.wraps.snapshot(),  # config_wrapup, wrapping
             "known_queues": sorted(self.known_queues),
             "active": [asdict(v) for v in self.active.values()],
-            "wrapping": [asdict(v) for v in self.wrapping.values()],
             "last_call": self.last_call,
             # visits reported that ended just before the last event: a gap's backfill starts at
             # that event's second (queue_log's floor) and must know them after a restart
@@ -169,7 +159,6 @@ class CallTracker:
         visit = visit_of
         self.now = max(self.now, float(snap["now"]))
         self.last_event_ts = max(self.last_event_ts, float(snap.get("last_event_ts", snap["now"])))
-        self.config_wrapup.update(snap["config_wrapup"])
         self.known_queues.update(snap["known_queues"])
         self.last_call.update(snap.get("last_call", {}))
         for uid, queue, enter, end in snap.get("done_recent", []):
@@ -181,11 +170,7 @@ class CallTracker:
                 self.by_agent_channel[v.agent_uniqueid] = v
             if v.hangup_ts is not None:
                 self.hung_up[v.uniqueid] = v
-        for d in snap["wrapping"]:
-            v = visit(d)
-            self.wrapping[v.agent_interface or ""] = v
-            if v.wrap_due is not None:
-                heapq.heappush(self._wrap_heap, (v.wrap_due, v.agent_interface or "", v.key))
+        self.wraps.restore(snap)
 
     # -- helpers -------------------------------------------------------------------------------
     def _step(self, visit: Visit, event: str) -> bool:
@@ -218,7 +203,7 @@ class CallTracker:
     def known_keys(self) -> list[tuple[str, str, float]]:
         """The visits reported or in wrap-up: a backfill must not report them again. (A visit
         still tracked that queue_log has ended in the gap ended while nobody listened.)"""
-        return [*self._done_keys, *(v.key for v in self.wrapping.values())]
+        return [*self._done_keys, *(v.key for v in self.wraps.wrapping.values())]
 
     def forget(self, v: Visit) -> None:
         """Stop tracking a visit settled elsewhere (the gap's backfill reports it)."""
@@ -238,7 +223,7 @@ class CallTracker:
 
     def wrapups(self) -> dict[str, float]:
         """Each known queue's wrapuptime, where it is known."""
-        return {q: w for q in self.known_queues if (w := self._wrapup_for(q)) is not None}
+        return {q: w for q in self.known_queues if (w := self.wraps.wrapup_for(q)) is not None}
 
     def _close_unanswered(self, v: Visit, outcome: Outcome, ts: float) -> None:
         for attempt in v.ring_attempts:
@@ -248,29 +233,6 @@ class CallTracker:
         v.leave_ts = v.leave_ts if v.leave_ts is not None else ts
         v.end_ts = v.leave_ts
         self._emit(v)
-
-    def _read_getconfig(self, msg: AmiMessage) -> None:
-        """queues.conf from GetConfig: Category-N: name / Line-N-M: key=value (last one wins)."""
-        names: dict[str, str] = {}
-        for key, value in msg.headers.items():
-            if key.startswith("Category-"):
-                names[key[len("Category-") :]] = value
-        for key, value in msg.headers.items():
-            if key.startswith("Line-"):
-                cat = names.get(key.split("-")[1])
-                var, _, val = value.partition("=")
-                if cat and cat != "general" and var.strip() == "wrapuptime":
-                    wrap = parse_seconds(val.strip())
-                    if wrap is None:
-                        self._problem(f"queues.conf [{cat}] wrapuptime={val!r} is not a number")
-                    else:  # a day at most: a wrap-up due later would hold the agent forever
-                        self.config_wrapup[cat] = min(wrap, MAX_WRAPUP_S)
-        self.known_queues.update(n for n in names.values() if n != "general")
-
-    def _wrapup_for(self, queue: str) -> float | None:
-        if queue in self.config_wrapup:
-            return self.config_wrapup[queue]
-        return self.wrapup_s.get(queue)
 
     def _problem(self, text: str) -> None:
         if self.on_problem is not None:
@@ -290,43 +252,9 @@ class CallTracker:
                     self.ignored["missing:AgentComplete"] += 1
                     self._complete(v, v.hangup_ts, "caller")
 
-    # -- wrap-up -------------------------------------------------------------------------------
-    def _start_wrap(self, v: Visit, ts: float) -> None:
-        interface = v.agent_interface or ""
-        previous = self.wrapping.get(interface)
-        if previous is not None:
-            self._end_wrap(interface, ts)
-        wrap = self._wrapup_for(v.queue)
-        if (interface, v.queue) in self._logged_out:
-            wrap = 0.0  # AgentComplete came after the agent left the queue: no wrap-up to wait for
-        if wrap is None:  # wrapuptime unknown: no wrap figure rather than a wrong one
-            v.wrap_s = None
-            self._step(v, "WrapEnd")
-            self._emit(v)
-            return
-        v.wrap_due = ts + wrap
-        self.wrapping[interface] = v
-        heapq.heappush(self._wrap_heap, (v.wrap_due, interface, v.key))
-        self._expire_wraps()
-
-    def _end_wrap(self, interface: str, ts: float) -> None:
-        v = self.wrapping.pop(interface, None)
-        if v is None or v.end_ts is None:
-            return
-        due = v.wrap_due if v.wrap_due is not None else ts
-        v.wrap_s = max(0.0, min(ts, due) - v.end_ts)
-        if self.on_wrap_end is not None:
-            self.on_wrap_end(interface, min(ts, due))
+    def _wrap_done(self, v: Visit) -> None:
         self._step(v, "WrapEnd")
         self._emit(v)
-
-    def _expire_wraps(self) -> None:
-        heap = self._wrap_heap
-        while heap and heap[0][0] <= self.now:
-            due, interface, key = heapq.heappop(heap)
-            v = self.wrapping.get(interface)
-            if v is not None and v.key == key:
-                self._end_wrap(interface, due)
 
     # -- handlers ------------------------------------------------------------------------------
     def _on_join(self, msg: AmiMessage, ts: float, source: str) -> None:
@@ -353,15 +281,14 @@ class CallTracker:
 
     def _is_stale_join(self, key: tuple[str, str, float], current: Visit | None) -> bool:
         """A join seen before (re-sent, or replayed after a reconnect) must not start a visit."""
-        if key in self._done_keys or any(w.key == key for w in self.wrapping.values()):
+        if key in self._done_keys or self.wraps.holds(key):
             return True
         return current is not None and (current.key == key or key[2] < current.enter_ts)
 
     def _on_called(self, msg: AmiMessage, ts: float, _source: str) -> None:
         interface = msg.headers.get("Interface", "")
         # an agent offered a new call has ended the wrap-up of the last one
-        if interface in self.wrapping:
-            self._end_wrap(interface, ts)
+        self.wraps.end(interface, ts)
         v = self._visit(msg)
         if v is None or not self._step(v, "AgentCalled"):
             return
@@ -465,7 +392,7 @@ class CallTracker:
             # the caller's join into the target queue came first and ended the talk: that visit
             # is in wrap-up now, ended this very moment
             uid = h.get("TransfereeUniqueid", "")
-            done = [w for w in self.wrapping.values() if w.uniqueid == uid and w.transfer is None]
+            done = [w for w in self.wraps.wrapping.values() if w.uniqueid == uid and w.transfer is None]
             if not done or abs((done[0].end_ts or 0.0) - ts) > 1.0:
                 return
             v, v.ended_by = done[0], "transfer"
@@ -531,7 +458,8 @@ class CallTracker:
             self.by_agent_channel.pop(v.agent_uniqueid, None)
         if self.active.get(v.uniqueid) is v:
             del self.active[v.uniqueid]  # the caller may go on into another queue
-        self._start_wrap(v, ts)
+        self.wraps.start(v, ts)
+        self.wraps.expire(self.now)
 
     def _on_hangup(self, msg: AmiMessage, ts: float, _source: str) -> None:
         v = self.active.get(msg.headers.get("Uniqueid", ""))
@@ -574,12 +502,11 @@ class CallTracker:
             return
         interface = msg.headers.get("Interface", "")
         if msg.name == "QueueMemberRemoved":
-            self._logged_out.add((interface, msg.headers.get("Queue", "")))
-        if interface in self.wrapping:
-            self._end_wrap(interface, ts)
+            self.wraps.logged_out.add((interface, msg.headers.get("Queue", "")))
+        self.wraps.end(interface, ts)
 
     def _on_member_added(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        self._logged_out.discard((msg.headers.get("Interface", ""), msg.headers.get("Queue", "")))
+        self.wraps.logged_out.discard((msg.headers.get("Interface", ""), msg.headers.get("Queue", "")))
 
     _handlers: ClassVar[dict[str, Callable[[CallTracker, AmiMessage, float, str], None]]] = {
         "QueueCallerJoin": _on_join,

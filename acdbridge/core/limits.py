@@ -11,7 +11,6 @@ the age sweep every `sweep_every_s` of event time, so their cost per event stays
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,9 +94,9 @@ class Janitor:
         self._check_agents()
         self._check_channels()
         members = _trim(self.members.penalty, lim.max_members) + _trim(self.members.paused, lim.max_members)
-        if len(calls._logged_out) > lim.max_members:
-            members += len(calls._logged_out)
-            calls._logged_out.clear()  # only shortens a late AgentComplete's wrap-up, never wrong
+        if len(calls.wraps.logged_out) > lim.max_members:
+            members += len(calls.wraps.logged_out)
+            calls.wraps.logged_out.clear()  # only shortens a late AgentComplete's wrap-up, never wrong
         self._count("evicted_member", members)
         self._check_queues()
         self._check_wraps()
@@ -138,8 +137,8 @@ class Janitor:
                                           if len(a.memberships) > per_agent))  # fmt: skip
         calls = self.calls
         self._count("evicted_agent", _trim(calls.last_call, lim.max_agents))
-        if len(calls.wrapping) > lim.max_agents:  # each ends at its due time anyway; drop the oldest
-            self._count("evicted_agent", _trim(calls.wrapping, lim.max_agents))
+        if len(calls.wraps.wrapping) > lim.max_agents:  # each ends at its due time anyway; drop the oldest
+            self._count("evicted_agent", _trim(calls.wraps.wrapping, lim.max_agents))
 
     def _check_channels(self) -> None:
         cap, calls = self.limits.max_channels, self.calls
@@ -151,9 +150,13 @@ class Janitor:
 
     def _check_queues(self) -> None:
         cap, calls = self.limits.max_queues, self.calls
-        n = _trim(calls.config_wrapup, cap)
+        n = _trim(calls.wraps.config_wrapup, cap)
         if len(calls.known_queues) > cap:
-            keep = set(calls.wrapup_s) | set(calls.config_wrapup) | {v.queue for v in calls.active.values()}
+            keep = (
+                set(calls.wraps.wrapup_s)
+                | set(calls.wraps.config_wrapup)
+                | {v.queue for v in calls.active.values()}
+            )
             before = len(calls.known_queues)
             calls.known_queues &= keep
             if len(calls.known_queues) > cap * 9 // 10:  # still too many: keep an arbitrary 90 %
@@ -165,8 +168,5 @@ class Janitor:
         """Wrap-ups ended early leave their entry in the heap until its due time: rebuild it when
         the stale entries outnumber the live ones."""
         calls = self.calls
-        if len(calls._wrap_heap) > 2 * len(calls.wrapping) + CHECK_EVERY:
-            calls._wrap_heap = [
-                (v.wrap_due, i, v.key) for i, v in calls.wrapping.items() if v.wrap_due is not None
-            ]
-            heapq.heapify(calls._wrap_heap)
+        if len(calls.wraps.heap) > 2 * len(calls.wraps.wrapping) + CHECK_EVERY:
+            calls.wraps.compact()
