@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from acdbridge.core.dialplan import QUEUE_APP_MARKER
+
 # The events acdbridge uses. Everything else is dropped unparsed.
 WANTED_EVENTS = frozenset(
     {
@@ -62,6 +64,8 @@ def _wanted_event(frame: bytes, wanted: frozenset[str]) -> bool:
         return True  # let the full parse report it
     if text in wanted:
         return True
+    if text == "Newexten":
+        return QUEUE_APP_MARKER in frame  # the Queue() step only: it names a blocked caller's queue
     return text == "VarSet" and any(marker in frame for marker in _VARSET_WANTED)
 
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from acdbridge.core import resync
 from acdbridge.core.ami import AmiMessage
+from acdbridge.core.dialplan import DialplanQueues, transfer_target
 from acdbridge.core.values import MAX_TS, MIN_TS, RECEIVE_SKEW_S, parse_seconds
 from acdbridge.core.visit import (
     BLOCKED_STATUSES,
@@ -86,7 +87,8 @@ class CallTracker:
         self.last_event_ts = 0.0
         # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
         self._done_keys: dict[tuple[str, str, float], float] = {}  # -> the visit's end_ts
-        self._done_calls: dict[tuple[str, str], None] = {}  # (caller, queue) of recently ended visits
+        self._done_calls: dict[tuple[str, str], float] = {}  # (caller, queue) -> its last visit's end
+        self.dialplan = DialplanQueues()
         self.alive_listed: set[str] | None = None  # channels listed by a CoreShowChannels resync
         self.moved: list[Visit] = []  # visits a resync found their caller gone on from (core/resync.py)
         # an agent's last answered call and recent calls' queues: dispositions and survey scores
@@ -193,6 +195,10 @@ class CallTracker:
             self.ignored["duplicate-visit"] += 1
             return
         self._done_keys[key] = float(rec["end_ts"] or 0.0)
+        self._done_calls.pop(key[:2], None)
+        self._done_calls[key[:2]] = self._done_keys[key]
+        if len(self._done_calls) > DONE_KEYS_KEPT:
+            del self._done_calls[next(iter(self._done_calls))]
         if len(self._done_keys) > DONE_KEYS_KEPT:
             del self._done_keys[next(iter(self._done_keys))]
         if self.on_visit is not None:
@@ -327,7 +333,7 @@ class CallTracker:
                 v.leave_ts = ts
 
     def _on_connect(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        v = self._visit(msg)
+        v = self._visit(msg) or self._unseen_join(msg, ts)
         if v is None or not self._step(v, "AgentConnect"):
             return
         h = msg.headers
@@ -351,7 +357,7 @@ class CallTracker:
             v.ring_attempts.append(RingAttempt(v.agent or "", interface, ts, ts, "answered"))
 
     def _on_abandon(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        v = self._visit(msg)
+        v = self._visit(msg) or self._unseen_join(msg, ts)
         if v is not None and self._step(v, "QueueCallerAbandon"):
             v.leave_ts = ts
 
@@ -401,11 +407,10 @@ class CallTracker:
         if msg.name == "BlindTransfer":
             v.transfer = {"kind": "blind", "to": f"{h.get('Extension', '')}@{h.get('Context', '')}"}
         else:
-            to = f"{h.get('TransferTargetExten', '')}@{h.get('TransferTargetContext', '')}"
-            v.transfer = {"kind": "attended", "to": to}
+            v.transfer = {"kind": "attended", "to": transfer_target(h)}
 
     def _on_complete(self, msg: AmiMessage, ts: float, _source: str) -> None:
-        v = self._visit(msg) or self._unseen_call(msg, ts)
+        v = self._visit(msg) or self._unseen_join(msg, ts)
         if v is None:
             return
         h = msg.headers
@@ -419,30 +424,31 @@ class CallTracker:
         reason = h.get("Reason", "")
         self._complete(v, ts, reason if reason in ("caller", "agent", "transfer") else None)
 
-    def _unseen_call(self, msg: AmiMessage, ts: float) -> Visit | None:
-        """A call answered while nobody listened (a gap, or before the daemon's first connection)
-        and still in talk at the resync, which lists only waiting callers: AgentComplete's
-        HoldTime and TalkTime give its wait and answer, time_source "holdtime"; its ring
-        attempts before the answer are unknown."""
+    def _unseen_join(self, msg: AmiMessage, ts: float) -> Visit | None:
+        """A caller whose join nobody saw (joined in a gap, or before the first connection, or a
+        capture begun mid-call): AgentConnect, QueueCallerAbandon and AgentComplete carry
+        HoldTime (AgentComplete also TalkTime), which give the join; time_source "holdtime",
+        its ring attempts before the event unknown."""
         h = msg.headers
         uid, queue = h.get("Uniqueid", ""), h.get("Queue", "")
-        if not uid or not queue or uid in self.active or (uid, queue) in self._done_calls:
-            return None  # tracked elsewhere, or this call's end already seen (a stream seen twice)
-        waited = parse_seconds(h.get("HoldTime", "0")) or 0.0
-        talk = parse_seconds(h.get("TalkTime", "0")) or 0.0
-        self.ignored["missing:QueueCallerJoin"] += 1
+        if not uid or not queue or uid in self.active:
+            return None  # tracked elsewhere
+        talk = (parse_seconds(h.get("TalkTime", "0")) or 0.0) if msg.name == "AgentComplete" else 0.0
+        enter = ts - talk - (parse_seconds(h.get("HoldTime", "0")) or 0.0)
+        last_end = self._done_calls.get((uid, queue))
+        if last_end is not None and enter <= last_end + 1.0:
+            return None  # an event of a visit already seen end (a stream seen twice)
+        self.ignored[f"missing:QueueCallerJoin:{msg.name}"] += 1
         self.known_queues.add(queue)
         v = Visit(uid, h.get("Linkedid", uid), queue, h.get("CallerIDNum", ""), h.get("CallerIDName", ""),
-                  ts - talk - waited, "holdtime")  # fmt: skip
+                  enter, "holdtime")  # fmt: skip
         self.active[uid] = v
         return v
 
     def _complete(self, v: Visit, ts: float, ended_by: str | None) -> None:
         if not self._step(v, "AgentComplete"):
             return
-        self._done_calls[(v.uniqueid, v.queue)] = None
-        if len(self._done_calls) > DONE_KEYS_KEPT:
-            del self._done_calls[next(iter(self._done_calls))]
+        self._done_calls[(v.uniqueid, v.queue)] = ts  # its record waits for the wrap-up
         v.ended_by = "transfer" if v.transfer else ended_by
         v.end_ts = ts
         if v.agent_interface:
@@ -462,6 +468,7 @@ class CallTracker:
         self.wraps.expire(self.now)
 
     def _on_hangup(self, msg: AmiMessage, ts: float, _source: str) -> None:
+        self.dialplan.hangup(msg.headers.get("Uniqueid", ""))
         v = self.active.get(msg.headers.get("Uniqueid", ""))
         if v is None:
             return
@@ -482,8 +489,9 @@ class CallTracker:
         v = self.active.get(uid)
         if v is None:
             if value in BLOCKED_STATUSES:
-                queue = h.get("Exten", "")
-                queue = queue if queue in self.known_queues else "unknown"
+                named = self.dialplan.queue_of.get(uid)
+                queue = named or h.get("Exten", "")
+                queue = queue if named or queue in self.known_queues else "unknown"
                 caller, name = h.get("CallerIDNum", ""), h.get("CallerIDName", "")
                 blocked = Visit(uid, h.get("Linkedid", uid), queue, caller, name, ts, source)
                 blocked.outcome, blocked.blocked_reason = "blocked", BLOCKED_STATUSES[value]
@@ -529,4 +537,5 @@ class CallTracker:
         "CoreShowChannel": resync.on_channel_listed,
         "CoreShowChannelsComplete": resync.on_channels_complete,
         "QueueMemberRemoved": _on_member_gone,
+        "Newexten": lambda t, msg, ts, source: t.dialplan.newexten(msg.headers),
     }
