@@ -155,10 +155,11 @@ class Daemon:
                                      j.checkpoint_s, j.retention_days * 86400)  # fmt: skip
 
     def _health(self) -> tuple[bool, dict[str, object]]:
-        errors = self.writer.stats.store_write_errors
-        return self.ami.stats.connected and errors == 0, {
+        failing = self.writer.stats.failing  # not the error count: a store back from an outage is well
+        return self.ami.stats.connected and not failing, {
             "ami_connected": self.ami.stats.connected, "last_ami_error": self.ami.stats.last_error,
-            "store_write_errors": errors, "task_restarts": sum(self.restarts.values()),
+            "store_failing": failing, "store_write_errors": self.writer.stats.store_write_errors,
+            "task_restarts": sum(self.restarts.values()),
         }  # fmt: skip
 
     def input_problems(self) -> dict[str, int]:

@@ -352,3 +352,50 @@ def test_loop_lag_records_how_long_the_loop_was_blocked() -> None:
     asyncio.run(scenario())
     counts = dict(lag.histogram.cumulative())
     assert counts["+Inf"] >= 5 and counts["+Inf"] - counts["0.1"] == 1  # one wake-up 0.25-0.3 s late
+
+
+def test_a_store_outage_backs_off_per_outage_and_health_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from acdbridge.adapters.store import StoreUnavailable
+    from acdbridge.runtime import writer as writer_mod
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.down_for = 0  # the next this many writes fail
+            self.rows: list[str] = []
+
+        def write(self, visits: list[dict[str, Any]], states: list[dict[str, Any]]) -> None:
+            if self.down_for > 0:
+                self.down_for -= 1
+                raise StoreUnavailable("PostgreSQL store postgresql://x@db/acd is unavailable: refused")
+            self.rows += [v["uniqueid"] for v in visits]
+
+    delays: list[int] = []
+
+    def no_wait(failures: int, *_args: float) -> float:
+        delays.append(failures)
+        return 0.0
+
+    monkeypatch.setattr(writer_mod, "backoff_delay", no_wait)
+    store = Flaky()
+    w = writer_mod.StoreWriter(store, 10)  # type: ignore[arg-type]
+    seen_failing: list[bool] = []
+
+    async def outage(uid: str, failures: int) -> None:
+        store.down_for = failures
+        w.put("visit", _visit(uid))
+        first = w.queue.get_nowait()
+        task = asyncio.create_task(w._one_batch(first))
+        while not task.done():
+            seen_failing.append(w.stats.failing)
+            await asyncio.sleep(0)
+        await task
+
+    async def scenario() -> None:
+        await outage("long", 6)  # a long outage: the backoff grows
+        await outage("blip", 1)  # days later, one failed write: retried at once, not after 30 s
+
+    asyncio.run(scenario())
+    assert store.rows == ["long", "blip"] and w.stats.records_lost == 0
+    assert delays == [1, 2, 3, 4, 5, 6, 1]  # counted per outage, not over the daemon's life
+    assert True in seen_failing and w.stats.failing is False  # health is back after the outage
+    assert w.stats.store_write_errors == 7  # the counter keeps the history

@@ -39,6 +39,7 @@ Item = tuple[str, Record, int] | None  # kind, record, sequence; None: the end (
 class WriterStats:
     records_dropped: int = 0
     store_write_errors: int = 0
+    failing: bool = False  # the last write attempt failed (health: an outage that ended is over)
     records_lost: int = 0
     visits_stored: int = 0
     states_stored: int = 0
@@ -111,7 +112,7 @@ class StoreWriter:
     async def _store_batch(self, by_kind: dict[str, list[Record]]) -> bool:
         visits, states = by_kind["visit"], by_kind["agent_state"]
         legs, feedback = by_kind["ivr"], by_kind["feedback"]
-        attempt = 0
+        attempt = failures = 0  # failures: of this batch, the backoff's (one outage, not the run's)
         while attempt < RETRIES:
             started = time.perf_counter()
             try:
@@ -123,12 +124,15 @@ class StoreWriter:
                 if legs or feedback:
                     await asyncio.to_thread(self.store.write_flow, legs, feedback)
                 self.stats.write_seconds.observe(time.perf_counter() - started)
+                self.stats.failing = False
                 return True
             except Exception as exc:  # disk full, locked database...: retry, then count the loss
                 self.stats.store_write_errors += 1
-                log.error("store_write_failed", error=str(exc), attempt=attempt + 1, visits=len(visits))
+                self.stats.failing = True
+                failures += 1
+                log.error("store_write_failed", error=str(exc), attempt=failures, visits=len(visits))
                 outage = isinstance(exc, StoreUnavailable) and not (self.stop and self.stop.is_set())
-                await self._pause(attempt, outage)
+                await self._pause(attempt, outage, failures)
                 attempt = min(attempt + 1, RETRIES - 1) if outage else attempt + 1
         lost = [*visits, *states, *legs, *feedback]  # (the journal has them: the next start writes them)
         self.stats.records_lost += len(lost)
@@ -136,11 +140,11 @@ class StoreWriter:
         log.error("records_lost", count=len(lost), uniqueids=uniqueids[:50])
         return False
 
-    async def _pause(self, attempt: int, outage: bool) -> None:
+    async def _pause(self, attempt: int, outage: bool, failures: int) -> None:
         if not outage:
             await asyncio.sleep(0.5 * (attempt + 1))
             return
-        delay = backoff_delay(self.stats.store_write_errors, 0.5, OUTAGE_MAX_S, random.uniform(0.5, 1.0))
+        delay = backoff_delay(failures, 0.5, OUTAGE_MAX_S, random.uniform(0.5, 1.0))
         if self.stop is None:
             await asyncio.sleep(delay)
             return
