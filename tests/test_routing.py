@@ -365,3 +365,18 @@ def test_on_duty_lists_penalties_of_members_not_paused() -> None:
     # and routing widens on it: the only water expert is paused
     d = route("inquiry", "zh", CFG, on_duty=duty)
     assert d is not None and d.max_penalty == CFG.generalist_penalty
+
+
+def test_a_reconnect_banner_makes_the_member_book_wait_for_its_listing() -> None:
+    # live and replay alike: the banner of each new AMI connection goes through Pipeline.feed
+    from acdbridge.core.pipeline import Pipeline
+
+    pipeline = Pipeline()
+    listing = b"Event: QueueStatusComplete\r\nTimestamp: 10.0\r\n\r\n"
+    pipeline.feed_bytes(b"Asterisk Call Manager/9.0.0\r\n" + listing)
+    assert pipeline.members.synced
+    pipeline.parser = pipeline.new_parser()  # as replay.py and the live adapter do: a parser per connection
+    pipeline.feed_bytes(b"Asterisk Call Manager/9.0.0\r\n")
+    assert not pipeline.members.synced  # penalties and pauses may have changed while away
+    pipeline.feed_bytes(listing)
+    assert pipeline.members.synced

@@ -92,9 +92,8 @@ class Pipeline:
         self.tallies.add_visit(record, self.short_abandon_s.get(record["queue"], DEFAULT_SHORT_ABANDON_S))
 
     def new_connection(self) -> None:
-        """A new AMI connection starts with a banner: parse it afresh; tracked state stays."""
+        """A new AMI connection's bytes follow: parse them afresh (its banner, fed, does the rest)."""
         self.parser = self.new_parser()
-        self.members.new_connection()
 
     def new_parser(self) -> FrameParser:
         """A parser whose bad frames are counted here (the live AMI adapter may use one too)."""
@@ -117,8 +116,9 @@ class Pipeline:
             # a bad Timestamp: the receive time stands in, or in a replay the clock so far
             received_at = received_at if received_at > 0 else self.calls.now
         msg = clean
-        if msg.kind == "banner":  # a new AMI connection: what came before it may be a gap
+        if msg.kind == "banner":  # a new AMI connection (live or replayed): maybe after a gap,
             self.gap.connected(self.calls.last_event_ts)
+            self.members.new_connection()  # and the member book is stale until its QueueStatus
         self.calls.feed(msg, received_at)
         ts = self.calls.now if "Timestamp" in msg.headers else received_at
         self.agents.feed(msg, ts)
