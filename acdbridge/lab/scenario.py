@@ -248,8 +248,39 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         {"name", "description", "seed", "max_duration_s", "queues", "agents", "arrivals", "calls", "names"}
     )
     seed = top.get("seed", int, 1)
-    rng = random.Random(seed)
+    queues = _queues(top, source)
+    agents = [
+        _agent(top, source, i, adata, queues)
+        for i, adata in enumerate(top.get("agents", list, required=True))
+    ]
+    ids = [ag.id for ag in agents]
+    if len(set(ids)) != len(ids):
+        raise top.fail("agents", f"duplicate agent ids {sorted({i for i in ids if ids.count(i) > 1})}")
+    calls = [_call(top, source, i, cdata, queues) for i, cdata in enumerate(top.get("calls", list, []))]
+    if "arrivals" in data:
+        calls += _arrivals(
+            _Reader(source, top.get("arrivals", dict), "arrivals."), queues, random.Random(seed)
+        )
+    if not calls:
+        raise top.fail("calls", "the scenario places no call: add [[calls]] or [arrivals]")
+    calls.sort(key=lambda cs: cs.at_s)
+    max_duration = top.seconds("max_duration_s", 600.0, allow_zero=False)
+    names = tuple(top.get("names", list, list(DEFAULT_NAMES))) or DEFAULT_NAMES
+    if not all(isinstance(n, str) for n in names):
+        raise top.fail("names", "expected a list of strings")
+    return Scenario(
+        name=top.get("name", str, Path(source).stem),
+        description=top.get("description", str, ""),
+        seed=seed,
+        max_duration_s=max_duration,
+        queues=queues,
+        agents=tuple(agents),
+        calls=tuple(calls),
+        names=names,
+    )
 
+
+def _queues(top: _Reader, source: str) -> dict[str, QueueSpec]:
     queues: dict[str, QueueSpec] = {}
     for qname, qdata in top.get("queues", dict, required=True).items():
         if not isinstance(qdata, Mapping):
@@ -267,113 +298,88 @@ def parse(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         )
     if not queues:
         raise top.fail("queues", "at least one queue is needed")
+    return queues
 
-    agents: list[AgentSpec] = []
-    for i, adata in enumerate(top.get("agents", list, required=True)):
-        if not isinstance(adata, Mapping):
-            raise top.fail(f"agents[{i}]", "expected a table")
-        a = _Reader(source, adata, f"agents[{i}].")
-        a.check_keys({"id", "kind", "name", "queues", "ring_delay_s", "after_talk", "transfer_to", "pauses"})
-        agent_id = a.get("id", str, required=True)
-        kind = a.get("kind", str, "local")
-        if kind not in ("local", "sipp"):
-            raise a.fail("kind", f"expected 'local' or 'sipp', got {kind!r}")
-        if not agent_id.isdigit():
-            raise a.fail("id", f"expected digits, got {agent_id!r}")
-        if kind == "sipp" and agent_id not in SIPP_AGENT_IDS:
-            raise a.fail(
-                "id",
-                f"a sipp agent must be one of the PJSIP endpoints {SIPP_AGENT_IDS[0]}-{SIPP_AGENT_IDS[-1]}",
-            )
-        member_of = a.get("queues", list, required=True)
-        for qn in member_of:
-            if qn not in queues:
-                raise a.fail("queues", f"unknown queue {qn!r}")
-        ring = a.table.get("ring_delay_s", 1.0)
-        ring_delay = None if ring == "never" else a.seconds("ring_delay_s", 1.0)
-        kind = cast(AgentKind, kind)
-        after = _weights(a, "after_talk", ACTIONS) if "after_talk" in adata else (("agent_hangs_up", 1.0),)
-        transfer_to = a.get("transfer_to", str, None)
-        if transfer_to is not None and transfer_to not in queues:
-            raise a.fail("transfer_to", f"unknown queue {transfer_to!r}")
-        if any(act.endswith("transfer") and w > 0 for act, w in after) and transfer_to is None:
-            raise a.fail("transfer_to", "needed when after_talk includes a transfer")
-        agents.append(
-            AgentSpec(
-                agent_id,
-                kind,
-                a.get("name", str, f"agent-{agent_id}"),
-                tuple(member_of),
-                ring_delay,
-                cast("tuple[tuple[Action, float], ...]", after),
-                transfer_to,
-                _pauses(a),
-            )
+
+def _agent(top: _Reader, source: str, i: int, adata: Any, queues: Mapping[str, QueueSpec]) -> AgentSpec:
+    if not isinstance(adata, Mapping):
+        raise top.fail(f"agents[{i}]", "expected a table")
+    a = _Reader(source, adata, f"agents[{i}].")
+    a.check_keys({"id", "kind", "name", "queues", "ring_delay_s", "after_talk", "transfer_to", "pauses"})
+    agent_id = a.get("id", str, required=True)
+    kind = a.get("kind", str, "local")
+    if kind not in ("local", "sipp"):
+        raise a.fail("kind", f"expected 'local' or 'sipp', got {kind!r}")
+    if not agent_id.isdigit():
+        raise a.fail("id", f"expected digits, got {agent_id!r}")
+    if kind == "sipp" and agent_id not in SIPP_AGENT_IDS:
+        raise a.fail(
+            "id", f"a sipp agent must be one of the PJSIP endpoints {SIPP_AGENT_IDS[0]}-{SIPP_AGENT_IDS[-1]}"
         )
-    ids = [ag.id for ag in agents]
-    if len(set(ids)) != len(ids):
-        raise top.fail("agents", f"duplicate agent ids {sorted({i for i in ids if ids.count(i) > 1})}")
-
-    calls: list[CallSpec] = []
-    for i, cdata in enumerate(top.get("calls", list, [])):
-        if not isinstance(cdata, Mapping):
-            raise top.fail(f"calls[{i}]", "expected a table")
-        c = _Reader(source, cdata, f"calls[{i}].")
-        c.check_keys({"at_s", "queue", "patience_s", "talk_s", "action", "max_wait_s", "press_s", "digit"})
-        digit = c.get("digit", str, "0")
-        if len(digit) != 1 or digit not in "0123456789*#":
-            raise c.fail("digit", f"expected one DTMF digit, got {digit!r}")
-        qn = c.get("queue", str, required=True)
+    member_of = a.get("queues", list, required=True)
+    for qn in member_of:
         if qn not in queues:
-            raise c.fail("queue", f"unknown queue {qn!r}")
-        action = c.get("action", str, None)
-        if action is not None and action not in ACTIONS:
-            raise c.fail("action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
-        calls.append(
-            CallSpec(
-                c.seconds("at_s"),
-                qn,
-                c.seconds("patience_s", 3600.0, allow_zero=False),
-                c.seconds("talk_s") if "talk_s" in cdata else None,
-                action,
-                c.seconds("max_wait_s", allow_zero=False) if "max_wait_s" in cdata else None,
-                c.seconds("press_s") if "press_s" in cdata else None,
-                digit,
-            )
-        )
-
-    if "arrivals" in data:
-        arr = _Reader(source, top.get("arrivals", dict), "arrivals.")
-        arr.check_keys({"rate_per_min", "duration_s", "queues", "patience_s", "start_s"})
-        rate = arr.seconds("rate_per_min", allow_zero=False) / 60.0
-        start, duration = arr.seconds("start_s", 0.0), arr.seconds("duration_s", allow_zero=False)
-        mix = (
-            _weights(arr, "queues", tuple(queues)) if "queues" in arr.table else ((next(iter(queues)), 1.0),)
-        )
-        patience = arr.dist("patience_s", 3600.0)
-        t = start + rng.expovariate(rate)
-        while t < start + duration:
-            qn = rng.choices([m for m, _ in mix], [w for _, w in mix])[0]
-            calls.append(CallSpec(round(t, 3), qn, max(0.5, round(patience.sample(rng), 3))))
-            t += rng.expovariate(rate)
-    if not calls:
-        raise top.fail("calls", "the scenario places no call: add [[calls]] or [arrivals]")
-    calls.sort(key=lambda cs: cs.at_s)
-
-    max_duration = top.seconds("max_duration_s", 600.0, allow_zero=False)
-    names = tuple(top.get("names", list, list(DEFAULT_NAMES))) or DEFAULT_NAMES
-    if not all(isinstance(n, str) for n in names):
-        raise top.fail("names", "expected a list of strings")
-    return Scenario(
-        name=top.get("name", str, Path(source).stem),
-        description=top.get("description", str, ""),
-        seed=seed,
-        max_duration_s=max_duration,
-        queues=queues,
-        agents=tuple(agents),
-        calls=tuple(calls),
-        names=names,
+            raise a.fail("queues", f"unknown queue {qn!r}")
+    ring = a.table.get("ring_delay_s", 1.0)
+    ring_delay = None if ring == "never" else a.seconds("ring_delay_s", 1.0)
+    after = _weights(a, "after_talk", ACTIONS) if "after_talk" in adata else (("agent_hangs_up", 1.0),)
+    transfer_to = a.get("transfer_to", str, None)
+    if transfer_to is not None and transfer_to not in queues:
+        raise a.fail("transfer_to", f"unknown queue {transfer_to!r}")
+    if any(act.endswith("transfer") and w > 0 for act, w in after) and transfer_to is None:
+        raise a.fail("transfer_to", "needed when after_talk includes a transfer")
+    return AgentSpec(
+        agent_id,
+        cast(AgentKind, kind),
+        a.get("name", str, f"agent-{agent_id}"),
+        tuple(member_of),
+        ring_delay,
+        cast("tuple[tuple[Action, float], ...]", after),
+        transfer_to,
+        _pauses(a),
     )
+
+
+def _call(top: _Reader, source: str, i: int, cdata: Any, queues: Mapping[str, QueueSpec]) -> CallSpec:
+    if not isinstance(cdata, Mapping):
+        raise top.fail(f"calls[{i}]", "expected a table")
+    c = _Reader(source, cdata, f"calls[{i}].")
+    c.check_keys({"at_s", "queue", "patience_s", "talk_s", "action", "max_wait_s", "press_s", "digit"})
+    digit = c.get("digit", str, "0")
+    if len(digit) != 1 or digit not in "0123456789*#":
+        raise c.fail("digit", f"expected one DTMF digit, got {digit!r}")
+    qn = c.get("queue", str, required=True)
+    if qn not in queues:
+        raise c.fail("queue", f"unknown queue {qn!r}")
+    action = c.get("action", str, None)
+    if action is not None and action not in ACTIONS:
+        raise c.fail("action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
+    return CallSpec(
+        c.seconds("at_s"),
+        qn,
+        c.seconds("patience_s", 3600.0, allow_zero=False),
+        c.seconds("talk_s") if "talk_s" in cdata else None,
+        action,
+        c.seconds("max_wait_s", allow_zero=False) if "max_wait_s" in cdata else None,
+        c.seconds("press_s") if "press_s" in cdata else None,
+        digit,
+    )
+
+
+def _arrivals(arr: _Reader, queues: Mapping[str, QueueSpec], rng: random.Random) -> list[CallSpec]:
+    """Poisson arrivals over [start_s, start_s + duration_s), each to a queue of the mix."""
+    arr.check_keys({"rate_per_min", "duration_s", "queues", "patience_s", "start_s"})
+    rate = arr.seconds("rate_per_min", allow_zero=False) / 60.0
+    start, duration = arr.seconds("start_s", 0.0), arr.seconds("duration_s", allow_zero=False)
+    mix = _weights(arr, "queues", tuple(queues)) if "queues" in arr.table else ((next(iter(queues)), 1.0),)
+    patience = arr.dist("patience_s", 3600.0)
+    calls = []
+    t = start + rng.expovariate(rate)
+    while t < start + duration:
+        qn = rng.choices([m for m, _ in mix], [w for _, w in mix])[0]
+        calls.append(CallSpec(round(t, 3), qn, max(0.5, round(patience.sample(rng), 3))))
+        t += rng.expovariate(rate)
+    return calls
 
 
 def plan(scn: Scenario) -> list[PlannedCall]:
