@@ -249,8 +249,6 @@ def _store_source(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from acdbridge.lab.pbx import DEFAULT_DIR
-
     parser = argparse.ArgumentParser(prog="acdbridge", description="Contact-centre bridge for Asterisk")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -281,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     _store_source(p)
     p.set_defaults(func=_cmd_db_upgrade)
 
+    _add_replay(sub)
+    _add_prompts(sub)
+    _add_lab(sub)
+    return parser
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("replay", help="replay a raw AMI capture through the tracker")
     p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")
     mode = p.add_mutually_exclusive_group(required=True)
@@ -301,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_replay)
 
+
+def _add_prompts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from acdbridge.lab.pbx import DEFAULT_DIR
+
     p = sub.add_parser("prompts", help="spoken prompts for the greetings (espeak-ng + sox)")
     prompts_sub = p.add_subparsers(dest="prompts_command", required=True, metavar="PROMPTS_COMMAND")
     p = prompts_sub.add_parser(
@@ -313,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sounds-dir", type=Path, help="Asterisk's sounds directory (default: the lab's)")
     p.add_argument("--force", action="store_true", help="rebuild prompts whose text did not change too")
     p.set_defaults(func=_cmd_prompts_build)
+
+
+def _add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from acdbridge.lab.pbx import DEFAULT_DIR
 
     lab = sub.add_parser("lab", help="a real Asterisk 22 for tests and demos (needs root)")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
@@ -347,7 +360,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the raw AMI stream to TRACE and the run's queue_log lines to TRACE.queue_log",
     )
     p.set_defaults(func=_cmd_lab_traffic)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
