@@ -152,15 +152,7 @@ def hotline_script(
         ):
             pressed = yield Play(f"acdbridge/notice-{notice.name}", digits)
             ctx.summary["notice"] = notice.name
-    call_type = hotline.menu.get(pressed or "")
-    tries = 0
-    while call_type is None and hotline.menu and tries < hotline.menu_tries:
-        tries += 1
-        yield SetVar("ACD_IVR_STAGE", f"menu{tries}")  # the lab's test callers press keys on it
-        pressed = yield Ask(prompt(hotline, "menu"), int(hotline.menu_timeout_s * 1000))
-        call_type = hotline.menu.get(pressed or "")
-        if call_type is None and pressed and tries < hotline.menu_tries:  # silence: just ask again
-            yield Play(prompt(hotline, "invalid"))
+    call_type = yield from _menu(hotline, pressed)
     if call_type is None:
         call_type, ctx.summary["menu"] = hotline.default_call_type, "default"
 
@@ -180,6 +172,20 @@ def hotline_script(
     ctx.summary.update(call_type=call_type, queue=queue, outcome="routed")
     yield SetVar("ACD_QUEUE", queue)
     yield SetVar("ACD_IVR", "routed")
+
+
+def _menu(hotline: Hotline, pressed: str | None) -> Generator[Step, str | None, str | None]:
+    """The call type of the key pressed at the greeting, else asked for up to menu_tries times."""
+    call_type = hotline.menu.get(pressed or "")
+    tries = 0
+    while call_type is None and hotline.menu and tries < hotline.menu_tries:
+        tries += 1
+        yield SetVar("ACD_IVR_STAGE", f"menu{tries}")  # the lab's test callers press keys on it
+        pressed = yield Ask(prompt(hotline, "menu"), int(hotline.menu_timeout_s * 1000))
+        call_type = hotline.menu.get(pressed or "")
+        if call_type is None and pressed and tries < hotline.menu_tries:  # silence: just ask again
+            yield Play(prompt(hotline, "invalid"))
+    return call_type
 
 
 def survey_script(max_score: int = 5) -> Generator[Step, str | None, None]:
