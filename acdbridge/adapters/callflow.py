@@ -19,6 +19,7 @@ from acdbridge.adapters.directory import Directory, normalise
 from acdbridge.adapters.fastagi import AgiSession, Handler
 from acdbridge.adapters.members import MembershipSync, Send
 from acdbridge.core.ivr import Ask, CallContext, Play, SetVar, Step, hotline_script, survey_script
+from acdbridge.core.ledger import put_newest
 from acdbridge.core.pipeline import Pipeline
 from acdbridge.core.routing import AgentProfile
 from acdbridge.flowconfig import FlowConfig, keypad_code
@@ -41,10 +42,8 @@ class RecentCallers:
         key = normalise(number)
         if not key:
             return False
-        before = self.last.pop(key, None)
-        self.last[key] = ts
-        if len(self.last) > RECENT_KEPT:
-            del self.last[next(iter(self.last))]
+        before = self.last.get(key)
+        put_newest(self.last, key, ts, RECENT_KEPT)
         return before is not None and ts - before <= self.window_s
 
 

@@ -212,6 +212,7 @@ class _Buffer:
     segment: int
     pieces: list[bytes] = field(default_factory=list)  # header, payload, header, ...: no copy
     records: int = 0
+    size: int = 0  # bytes in pieces: a short writev is seen without summing them
 
 
 class Journal:
@@ -234,7 +235,7 @@ class Journal:
         self._lock = threading.Lock()
         self._pending: list[_Buffer] = []
         self._size = 0
-        self._stop = threading.Event()
+        self._wake = threading.Lock()  # held while the writer runs; close() releases it
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._fd_seq = 0
@@ -249,13 +250,18 @@ class Journal:
         self.first_segment = (existing[-1][0] + 1) if existing else 1
         self.position = self.written = self.synced = Position(self.first_segment, len(SEGMENT_HEADER))
         self._open_segment(self.first_segment)
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
 
     def append(self, data: bytes, received_at: float, kind: int = DATA) -> Position | None:
-        """Buffer one record; its start position, or None when it was dropped (counted)."""
-        head = header(data, received_at, kind)
-        size = len(head) + len(data)
+        """Buffer one record; its start position, or None when it was dropped (counted). On the
+        loop for every read: the header is made inline, and nothing else is allocated."""
+        length = len(data)
+        crc = zlib.crc32(data, zlib.crc32(SPAN.pack(VERSION, kind, length, received_at)))
+        head = RECORD.pack(MAGIC, VERSION, kind, length, received_at, crc)
+        size = RECORD.size + length
         at = self.position
         if at.offset + size > self.segment_bytes and at.offset > len(SEGMENT_HEADER):
             at = Position(at.segment + 1, len(SEGMENT_HEADER))  # the writer rotates here
@@ -269,10 +275,12 @@ class Journal:
             last = pending[-1]
             last.pieces += (head, data)
             last.records += 1
+            last.size += size
             self._size += size
             self.position = Position(at.segment, at.offset + size)
-        self.stats.records += 1
-        self.stats.bytes += len(data)
+        stats = self.stats
+        stats.records += 1
+        stats.bytes += length
         return at
 
     def _drop(self, size: int) -> None:
@@ -283,7 +291,7 @@ class Journal:
 
     def close(self) -> None:
         if self._thread is not None:
-            self._stop.set()
+            self._wake.release()
             self._thread.join()
             self._thread = None
         if self._fd is not None:
@@ -293,7 +301,8 @@ class Journal:
     def _run(self) -> None:
         """The writer thread: every interval, write what was buffered and fsync it once."""
         while True:
-            stopping = self._stop.wait(self.interval)
+            # a bare lock's timed acquire: the cheapest wait there is (an Event's is a Condition's)
+            stopping = self._wake.acquire(timeout=self.interval)
             with self._lock:
                 batch, self._pending, self._size = self._pending, [], 0
                 target = self.position
@@ -308,6 +317,7 @@ class Journal:
                 lost = sum(b.records for b in batch)
                 self.stats.dropped_records += lost
                 log.error("journal_write_failed", error=str(exc), records=lost)
+            del batch  # the reads are freed here, not held through the next interval's wait
             if stopping:
                 return
 
@@ -317,13 +327,17 @@ class Journal:
                 self._fsync()  # the old segment is complete on disk before the next one starts
                 self._open_segment(buf.segment)
             pieces = buf.pieces
+            if len(pieces) <= IOV_MAX:  # an interval's reads at a surge: one writev
+                self._writev(pieces, buf.size)
+                continue
             for i in range(0, len(pieces), IOV_MAX):
-                self._writev(pieces[i : i + IOV_MAX])
+                part = pieces[i : i + IOV_MAX]
+                self._writev(part, sum(map(len, part)))
 
-    def _writev(self, pieces: list[bytes]) -> None:
+    def _writev(self, pieces: list[bytes], size: int) -> None:
         assert self._fd is not None
         written = os.writev(self._fd, pieces)
-        if written < sum(map(len, pieces)):  # a short write (disk nearly full): the rest, simply
+        if written < size:  # a short write (disk nearly full): the rest, simply
             rest = memoryview(b"".join(pieces))[written:]
             while rest:
                 rest = rest[os.write(self._fd, rest) :]

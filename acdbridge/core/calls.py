@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from acdbridge.core import resync
 from acdbridge.core.ami import AmiMessage
 from acdbridge.core.dialplan import DialplanQueues, transfer_target
+from acdbridge.core.ledger import Ledger
 from acdbridge.core.values import MAX_TS, MIN_TS, RECEIVE_SKEW_S, parse_seconds
 from acdbridge.core.visit import (
     BLOCKED_STATUSES,
@@ -41,8 +42,6 @@ from acdbridge.core.wraps import WrapUps
 # sends none for the consult leg of an attended transfer (queue_log still has COMPLETECALLER):
 # when this long has passed on the events' clock, the Hangup ends the talk instead.
 AGENT_COMPLETE_GRACE_S = 2.0
-DONE_KEYS_KEPT = 50_000
-RECENT_DONE_S = 5.0  # a checkpoint keeps the keys of visits that ended this long before its last event
 
 
 def _ts(msg: AmiMessage, fallback: float) -> tuple[float, str]:
@@ -85,16 +84,13 @@ class CallTracker:
         # the last event's own time: `now` also moves with the daemon's tick in a quiet spell (or
         # an outage), and a gap begins at the last thing heard, not at the last tick
         self.last_event_ts = 0.0
-        # keys of recently finished visits, to drop a visit seen twice (bounded: oldest forgotten)
-        self._done_keys: dict[tuple[str, str, float], float] = {}  # -> the visit's end_ts
-        self._done_calls: dict[tuple[str, str], float] = {}  # (caller, queue) -> its last visit's end
+        self.ledger = Ledger()  # recently finished visits (bounded)
         self.dialplan = DialplanQueues()
         self.alive_listed: set[str] | None = None  # channels listed by a CoreShowChannels resync
         self.moved: list[Visit] = []  # visits a resync found their caller gone on from (core/resync.py)
         # an agent's last answered call and recent calls' queues: dispositions and survey scores
         # arrive after the talk (core/legs.py)
-        self.last_call: dict[str, str] = {}  # agent interface -> caller uniqueid
-        self.recent_queue: dict[str, str] = {}  # caller uniqueid -> queue (bounded)
+        self.last_call, self.recent_queue = self.ledger.last_call, self.ledger.recent_queue
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, msg: AmiMessage, received_at: float = 0.0) -> None:
@@ -149,12 +145,7 @@ class CallTracker:
             **self.wraps.snapshot(),  # config_wrapup, wrapping
             "known_queues": sorted(self.known_queues),
             "active": [asdict(v) for v in self.active.values()],
-            "last_call": self.last_call,
-            # visits reported that ended just before the last event: a gap's backfill starts at
-            # that event's second (queue_log's floor) and must know them after a restart
-            "done_recent": [
-                [*k, end] for k, end in self._done_keys.items() if end >= self.last_event_ts - RECENT_DONE_S
-            ],
+            **self.ledger.snapshot(self.last_event_ts),  # last_call, done_recent
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -162,9 +153,7 @@ class CallTracker:
         self.now = max(self.now, float(snap["now"]))
         self.last_event_ts = max(self.last_event_ts, float(snap.get("last_event_ts", snap["now"])))
         self.known_queues.update(snap["known_queues"])
-        self.last_call.update(snap.get("last_call", {}))
-        for uid, queue, enter, end in snap.get("done_recent", []):
-            self._done_keys[(str(uid), str(queue), float(enter))] = float(end)
+        self.ledger.restore(snap)
         for d in snap["active"]:
             v = visit(d)
             self.active[v.uniqueid] = v
@@ -191,16 +180,9 @@ class CallTracker:
 
     def emit_record(self, key: tuple[str, str, float], rec: dict[str, Any]) -> None:
         """A finished visit out, once (also one rebuilt from queue_log after a gap)."""
-        if key in self._done_keys:  # the same visit seen again (replayed stream)
+        if not self.ledger.report(key, float(rec["end_ts"] or 0.0)):  # seen again (replayed stream)
             self.ignored["duplicate-visit"] += 1
             return
-        self._done_keys[key] = float(rec["end_ts"] or 0.0)
-        self._done_calls.pop(key[:2], None)
-        self._done_calls[key[:2]] = self._done_keys[key]
-        if len(self._done_calls) > DONE_KEYS_KEPT:
-            del self._done_calls[next(iter(self._done_calls))]
-        if len(self._done_keys) > DONE_KEYS_KEPT:
-            del self._done_keys[next(iter(self._done_keys))]
         if self.on_visit is not None:
             self.on_visit(rec)
         else:
@@ -209,7 +191,7 @@ class CallTracker:
     def known_keys(self) -> list[tuple[str, str, float]]:
         """The visits reported or in wrap-up: a backfill must not report them again. (A visit
         still tracked that queue_log has ended in the gap ended while nobody listened.)"""
-        return [*self._done_keys, *(v.key for v in self.wraps.wrapping.values())]
+        return [*self.ledger.reported, *(v.key for v in self.wraps.wrapping.values())]
 
     def forget(self, v: Visit) -> None:
         """Stop tracking a visit settled elsewhere (the gap's backfill reports it)."""
@@ -287,7 +269,7 @@ class CallTracker:
 
     def _is_stale_join(self, key: tuple[str, str, float], current: Visit | None) -> bool:
         """A join seen before (re-sent, or replayed after a reconnect) must not start a visit."""
-        if key in self._done_keys or self.wraps.holds(key):
+        if key in self.ledger.reported or self.wraps.holds(key):
             return True
         return current is not None and (current.key == key or key[2] < current.enter_ts)
 
@@ -435,7 +417,7 @@ class CallTracker:
             return None  # tracked elsewhere
         talk = (parse_seconds(h.get("TalkTime", "0")) or 0.0) if msg.name == "AgentComplete" else 0.0
         enter = ts - talk - (parse_seconds(h.get("HoldTime", "0")) or 0.0)
-        last_end = self._done_calls.get((uid, queue))
+        last_end = self.ledger.last_end(uid, queue)
         if last_end is not None and enter <= last_end + 1.0:
             return None  # an event of a visit already seen end (a stream seen twice)
         self.ignored[f"missing:QueueCallerJoin:{msg.name}"] += 1
@@ -448,14 +430,9 @@ class CallTracker:
     def _complete(self, v: Visit, ts: float, ended_by: str | None) -> None:
         if not self._step(v, "AgentComplete"):
             return
-        self._done_calls[(v.uniqueid, v.queue)] = ts  # its record waits for the wrap-up
+        self.ledger.talk_ended(v.uniqueid, v.queue, v.agent_interface, ts)
         v.ended_by = "transfer" if v.transfer else ended_by
         v.end_ts = ts
-        if v.agent_interface:
-            self.last_call[v.agent_interface] = v.uniqueid
-        self.recent_queue[v.uniqueid] = v.queue
-        if len(self.recent_queue) > DONE_KEYS_KEPT:
-            del self.recent_queue[next(iter(self.recent_queue))]
         self.hung_up.pop(v.uniqueid, None)
         v.outcome = "answered"
         if v.holds and len(v.holds[-1]) == 1:

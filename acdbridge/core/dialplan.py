@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from acdbridge.core.ledger import put_newest
+
 QUEUE_APP_MARKER = b"\r\nApplication: Queue\r\n"  # the only Newexten frames parsed (core/ami.py)
 
 
@@ -23,10 +25,7 @@ class DialplanQueues:
         uid = headers.get("Uniqueid", "")
         queue = headers.get("AppData", "").split(",")[0].strip()
         if headers.get("Application") == "Queue" and uid and queue:
-            self.queue_of.pop(uid, None)  # newest last, so the oldest is the first forgotten
-            self.queue_of[uid] = queue
-            if len(self.queue_of) > self.kept:
-                del self.queue_of[next(iter(self.queue_of))]
+            put_newest(self.queue_of, uid, queue, self.kept)
 
     def hangup(self, uid: str) -> None:
         self.queue_of.pop(uid, None)
