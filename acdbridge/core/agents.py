@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from acdbridge.core.ami import AmiMessage
@@ -144,7 +144,10 @@ class AgentTracker:
                 self._activity(held, name, ts)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"agents": [asdict(a) for a in self.agents.values()], "by_channel": self.by_channel}
+        # asdict() without its deep copy: a checkpoint takes every agent every few seconds
+        agents = [{**vars(a), "memberships": dict(a.memberships), "time_in": dict(a.time_in)}
+                  for a in self.agents.values()]  # fmt: skip
+        return {"agents": agents, "by_channel": self.by_channel}
 
     def restore(self, snap: dict[str, Any]) -> None:
         for d in snap["agents"]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any, ClassVar
 
 from acdbridge.core import resync
@@ -34,6 +33,7 @@ from acdbridge.core.visit import (
     RingAttempt,
     Visit,
     record_of,
+    visit_dict,
     visit_of,
 )
 from acdbridge.core.wraps import WrapUps
@@ -144,7 +144,7 @@ class CallTracker:
             "last_event_ts": self.last_event_ts,
             **self.wraps.snapshot(),  # config_wrapup, wrapping
             "known_queues": sorted(self.known_queues),
-            "active": [asdict(v) for v in self.active.values()],
+            "active": [visit_dict(v) for v in self.active.values()],
             **self.ledger.snapshot(self.last_event_ts),  # last_call, done_recent
         }
 

@@ -12,11 +12,11 @@ journal keeps them, so a replay rebuilds the same visits (docs/daemon.md, "After
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S
-from acdbridge.core.visit import Visit, visit_of
+from acdbridge.core.visit import Visit, visit_dict, visit_of
 
 Record = dict[str, Any]
 
@@ -71,7 +71,7 @@ class GapBook:
         gap = self.gap
         if gap is None:
             return None
-        return {"since": gap.since, "until": gap.until, "vanished": [asdict(v) for v in gap.vanished]}
+        return {"since": gap.since, "until": gap.until, "vanished": [visit_dict(v) for v in gap.vanished]}
 
     def restore(self, snap: Record | None) -> None:
         if snap is not None:

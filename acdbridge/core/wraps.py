@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from typing import Any
 
 from acdbridge.core.values import parse_seconds
-from acdbridge.core.visit import Visit, visit_of
+from acdbridge.core.visit import Visit, visit_dict, visit_of
 
 MAX_WRAPUP_S = 86_400.0  # a day at most: a wrap-up due later would hold the agent forever
 Key = tuple[str, str, float]
@@ -105,7 +104,8 @@ class WrapUps:
         heapq.heapify(self.heap)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"config_wrapup": self.config_wrapup, "wrapping": [asdict(v) for v in self.wrapping.values()]}
+        wrapping = [visit_dict(v) for v in self.wrapping.values()]
+        return {"config_wrapup": self.config_wrapup, "wrapping": wrapping}
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         self.config_wrapup.update(snap["config_wrapup"])
