@@ -69,7 +69,6 @@ class CallTracker:
         on_wrap_end: Callable[[str, float], None] | None = None,
     ) -> None:
         self.on_visit = on_visit
-        self.on_problem = on_problem
         # the resync's vanished callers go here first (core/gap.py); True: it has taken them
         self.on_vanished: Callable[[list[Visit], float], bool] | None = None
         self.active: dict[str, Visit] = {}  # caller uniqueid -> its current visit
@@ -194,7 +193,8 @@ class CallTracker:
         return [*self.ledger.reported, *(v.key for v in self.wraps.wrapping.values())]
 
     def forget(self, v: Visit) -> None:
-        """Stop tracking a visit settled elsewhere (the gap's backfill reports it)."""
+        """Stop tracking a visit's call: its talk ended, or it is settled elsewhere (the gap's
+        backfill reports it)."""
         if self.active.get(v.uniqueid) is v:
             del self.active[v.uniqueid]
         self.hung_up.pop(v.uniqueid, None)
@@ -221,10 +221,6 @@ class CallTracker:
         v.leave_ts = v.leave_ts if v.leave_ts is not None else ts
         v.end_ts = v.leave_ts
         self._emit(v)
-
-    def _problem(self, text: str) -> None:
-        if self.on_problem is not None:
-            self.on_problem(text)
 
     def _visit(self, msg: AmiMessage) -> Visit | None:
         v = self.active.get(msg.headers.get("Uniqueid", ""))
@@ -433,16 +429,11 @@ class CallTracker:
         self.ledger.talk_ended(v.uniqueid, v.queue, v.agent_interface, ts)
         v.ended_by = "transfer" if v.transfer else ended_by
         v.end_ts = ts
-        self.hung_up.pop(v.uniqueid, None)
         v.outcome = "answered"
         if v.holds and len(v.holds[-1]) == 1:
             v.holds[-1].append(ts)
-        if v.agent_uniqueid:
-            self.by_agent_channel.pop(v.agent_uniqueid, None)
-        if self.active.get(v.uniqueid) is v:
-            del self.active[v.uniqueid]  # the caller may go on into another queue
-        self.wraps.start(v, ts)
-        self.wraps.expire(self.now)
+        self.forget(v)  # the caller may go on into another queue; the agent into wrap-up
+        self.wraps.start(v, ts, self.now)
 
     def _on_hangup(self, msg: AmiMessage, ts: float, _source: str) -> None:
         self.dialplan.hangup(msg.headers.get("Uniqueid", ""))
@@ -466,9 +457,9 @@ class CallTracker:
         v = self.active.get(uid)
         if v is None:
             if value in BLOCKED_STATUSES:
-                named = self.dialplan.queue_of.get(uid)
-                queue = named or h.get("Exten", "")
-                queue = queue if named or queue in self.known_queues else "unknown"
+                exten = h.get("Exten", "")  # the dialplan's Queue() step named it, or the exten did
+                known = exten if exten in self.known_queues else "unknown"
+                queue = self.dialplan.queue_of.get(uid) or known
                 caller, name = h.get("CallerIDNum", ""), h.get("CallerIDName", "")
                 blocked = Visit(uid, h.get("Linkedid", uid), queue, caller, name, ts, source)
                 blocked.outcome, blocked.blocked_reason = "blocked", BLOCKED_STATUSES[value]

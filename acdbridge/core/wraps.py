@@ -54,8 +54,9 @@ class WrapUps:
                         self.config_wrapup[cat] = min(wrap, MAX_WRAPUP_S)
         return {n for n in names.values() if n != "general"}
 
-    def start(self, v: Visit, ts: float) -> None:
-        """The agent's talk ended at ts: wrap-up until due (ending the previous one, if any)."""
+    def start(self, v: Visit, ts: float, now: float) -> None:
+        """The agent's talk ended at ts: wrap-up until due (ending the previous one, if any);
+        one already due by `now` (a wrapuptime of 0, or a late AgentComplete) ends at once."""
         interface = v.agent_interface or ""
         if interface in self.wrapping:
             self.end(interface, ts)
@@ -69,6 +70,7 @@ class WrapUps:
         v.wrap_due = ts + wrap
         self.wrapping[interface] = v
         heapq.heappush(self.heap, (v.wrap_due, interface, v.key))
+        self.expire(now)
 
     def end(self, interface: str, ts: float) -> None:
         """The agent's wrap-up ends at ts (or at its due time, if that came first)."""
