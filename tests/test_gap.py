@@ -340,3 +340,23 @@ def test_a_visit_reported_just_before_a_checkpoint_is_not_rebuilt_after_a_restar
     restarted.feed_bytes(BANNER + resync(set(), 732.3))
     lines = ["722|c5|water|NONE|ENTERQUEUE||555|1", "727|c5|water|NONE|EXITEMPTY|1|1|5"]
     assert restarted.backfill(lines) == 0 and again == []
+
+
+def test_a_caller_answered_in_the_gap_and_still_talking_is_not_left_waiting() -> None:
+    # seen on the lab: an attended transfer's consult leg, answered while the daemon was dead;
+    # Asterisk sends no AgentComplete for it, so only its Hangup ends the talk afterwards
+    out: list[Record] = []
+    pipeline = Pipeline(wrapup_s={"broadband": 0.0}, on_visit=out.append)
+    head = "Uniqueid: c6\r\nLinkedid: c6\r\nCallerIDNum: 555\r\nCallerIDName: X\r\nQueue: broadband\r\n"
+    pipeline.feed_bytes(f"Event: QueueCallerJoin\r\n{head}Timestamp: 913.2\r\n\r\n".encode())
+    pipeline.new_connection()
+    pipeline.feed_bytes(BANNER + resync({"c6", "a6"}, 919.0))
+    lines = ["913|c6|broadband|NONE|ENTERQUEUE||555|1", "917|c6|broadband|Wang Fang|CONNECT|4|a6|1"]
+    pipeline.backfill(lines)
+    v = pipeline.calls.active["c6"]
+    assert (v.state, v.agent, v.answer_ts, v.agent_uniqueid) == ("talking", "Wang Fang", 917.0, "a6")
+    pipeline.feed_bytes(f"Event: Hangup\r\n{head}Timestamp: 929.1\r\n\r\n".encode())
+    pipeline.finish()  # the Hangup's grace for an AgentComplete runs out
+    (r,) = out
+    assert (r["outcome"], r["agent"], r["wait_s"]) == ("answered", "Wang Fang", 3.8)
+    assert abs(r["talk_s"] - 12.1) < 1e-6

@@ -201,6 +201,18 @@ class CallTracker:
         if v.agent_uniqueid:
             self.by_agent_channel.pop(v.agent_uniqueid, None)
 
+    def answered_in_gap(self, v: Visit, ts: float, agent: str, agent_uniqueid: str) -> None:
+        """queue_log's CONNECT, in a gap, of a caller tracked waiting: the answer AMI never told
+        (the interface from the agent's ring attempt, when the tracker saw one)."""
+        if not self._step(v, "AgentConnect"):
+            return
+        interface = next((a.interface for a in v.ring_attempts if a.agent == agent), "")
+        v.answer_ts, v.agent, v.agent_interface = ts, agent, interface or None
+        v.agent_uniqueid, v.leave_ts = agent_uniqueid or None, None
+        self._close_attempts_at_answer(v, interface, ts)
+        if v.agent_uniqueid:
+            self.by_agent_channel[v.agent_uniqueid] = v
+
     def finish_vanished(self, v: Visit, ts: float) -> None:
         """A caller gone while nobody listened, with no record of how: ended at `ts`."""
         if v.state == "talking":

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S
+from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S, parse_line
+from acdbridge.core.values import Problems
 from acdbridge.core.visit import Visit, visit_dict, visit_of
 
 Record = dict[str, Any]
@@ -108,3 +109,25 @@ def with_known(r: Record, v: Visit) -> Record:
         dict(a, interface=a["interface"] or interfaces.get(a["agent"])) for a in r["ring_attempts"]
     ]
     return r
+
+
+_ENDS = ("COMPLETEAGENT", "COMPLETECALLER", "BLINDTRANSFER", "ATTENDEDTRANSFER", "ABANDON", "WITHDRAW",
+         "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY")  # fmt: skip
+
+
+def answers_in_gap(lines: list[str], since: float) -> dict[tuple[str, str], tuple[float, str, str]]:
+    """(caller, queue) -> (answer time, member name, agent channel's uniqueid) for each CONNECT
+    from `since`'s second on whose visit queue_log has not seen end: a caller who waited across
+    the gap was answered in it, and AMI never said so. (Bad lines are counted by the backfill.)"""
+    out: dict[tuple[str, str], tuple[float, str, str]] = {}
+    lo, quiet = float(int(since)), Problems()
+    for text in lines:
+        line = parse_line(text, quiet)
+        if line is None:
+            continue
+        key = (line.callid, line.queue)
+        if line.event == "CONNECT" and line.ts >= lo and len(line.data) >= 2:
+            out[key] = (line.ts, line.agent, line.data[1])
+        elif line.event in _ENDS:
+            out.pop(key, None)
+    return out

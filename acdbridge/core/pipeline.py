@@ -10,7 +10,7 @@ from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S, reconstruct, rings_in_gap
 from acdbridge.core.calls import CallTracker
-from acdbridge.core.gap import GapBook, merge
+from acdbridge.core.gap import GapBook, answers_in_gap, merge
 from acdbridge.core.legs import LegTracker
 from acdbridge.core.limits import Janitor, Limits
 from acdbridge.core.routing import MemberBook
@@ -181,6 +181,10 @@ class Pipeline:
         for r in records:
             calls.emit_record((r["uniqueid"], r["queue"], r["enter_ts"]), r)
         self._add_gap_rings(lines or [], gap.since)
+        for (uid, queue), (ts, agent, agent_uid) in answers_in_gap(lines or [], gap.since).items():
+            waiting = calls.active.get(uid)
+            if waiting is not None and waiting.queue == queue and waiting.state in ("waiting", "leaving"):
+                calls.answered_in_gap(waiting, ts, agent, agent_uid)
         return len(records)
 
     def _ended_in_gap(self, rebuilt: list[Record]) -> list[Visit]:
