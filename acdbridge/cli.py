@@ -88,7 +88,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config, for_daemon=False) if args.config else config.Config()
     if args.metrics:
-        sys.stdout.write(replay_metrics(args.trace, cfg).decode())
+        sys.stdout.write(replay_metrics(args.trace, cfg, now=args.at).decode())
         return 0
     if args.kpi:
         sys.stdout.write(json.dumps(replay_kpis(args.trace, cfg), ensure_ascii=False, sort_keys=True) + "\n")
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("replay", help="replay a raw AMI capture through the tracker")
+    p = sub.add_parser("replay", help="replay a raw AMI capture or a journal through the daemon's engine")
     p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--records", action="store_true", help="print one JSON object per finished queue visit")
@@ -304,7 +304,21 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument(
         "--config", type=Path, help="acdbridge config: KPI thresholds, time zone, wrapuptime fallback"
     )
+    p.add_argument(
+        "--at",
+        type=unix_seconds,
+        help="with --metrics: the moment (Unix seconds, as acd_kpi_windows_time_seconds shows) to"
+        " compute the KPI windows and live gauges for; default the trace's last event",
+    )
     p.set_defaults(func=_cmd_replay)
+
+
+def unix_seconds(text: str) -> float:
+    """A Unix time in seconds; argparse turns the ValueError into a message naming --at."""
+    value = float(text)
+    if not 0 < value < 1e11:  # NaN fails too
+        raise ValueError(text)
+    return value
 
 
 def _add_prompts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

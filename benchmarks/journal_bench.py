@@ -32,10 +32,12 @@ from replay_bench import synthesise  # noqa: E402
 from acdbridge.adapters.journal import CONNECT, Journal, mark_in, read_records  # noqa: E402
 from acdbridge.adapters.store import SqliteStore  # noqa: E402
 from acdbridge.core.ami import FrameParser  # noqa: E402
+from acdbridge.core.kpi import KpiConfig  # noqa: E402
 from acdbridge.core.pipeline import Pipeline  # noqa: E402
 from acdbridge.runtime import checkpoint  # noqa: E402
+from acdbridge.runtime.engine import Engine  # noqa: E402
 from acdbridge.runtime.recovery import replay_tail, restore  # noqa: E402
-from acdbridge.runtime.track import Event, track  # noqa: E402
+from acdbridge.runtime.track import Event, to_store, track  # noqa: E402
 from acdbridge.runtime.writer import StoreWriter  # noqa: E402
 
 T0 = 1.7e9
@@ -49,17 +51,16 @@ def feed(chunks: list[bytes], journal: Journal | None, daemon: bool) -> tuple[fl
     """The live path over `chunks`: (CPU s, wall s, visits). `daemon`: through the events queue
     and the tracker task (track.feed_one, call ids bound per event) as in the daemon; else the
     parser and Pipeline.feed alone."""
-    visits: list[object] = []
-    pipeline = Pipeline(on_visit=visits.append)
+    engine = Engine(KpiConfig())
     cpu, wall = time.process_time(), time.perf_counter()
-    asyncio.run(_feed(chunks, journal, pipeline, daemon))
-    return time.process_time() - cpu, time.perf_counter() - wall, len(visits)
+    asyncio.run(_feed(chunks, journal, engine, daemon))
+    return time.process_time() - cpu, time.perf_counter() - wall, len(engine.records("visit"))
 
 
-async def _feed(chunks: list[bytes], journal: Journal | None, pipeline: Pipeline, daemon: bool) -> None:
+async def _feed(chunks: list[bytes], journal: Journal | None, engine: Engine, daemon: bool) -> None:
     parser, wanted = FrameParser(), False
     events: asyncio.Queue[Event] = asyncio.Queue()
-    tracker = asyncio.create_task(track(events, pipeline, _nothing, lambda m, t: None)) if daemon else None
+    tracker = asyncio.create_task(track(events, engine, _nothing, lambda m, t: None)) if daemon else None
     if journal is not None:
         journal.open()
         journal.append(b"", T0, CONNECT)
@@ -70,7 +71,7 @@ async def _feed(chunks: list[bytes], journal: Journal | None, pipeline: Pipeline
             if tracker is not None:
                 events.put_nowait((msg, ts))
             else:
-                pipeline.feed(msg, ts)
+                engine.pipeline.feed(msg, ts)
         wanted = wanted or i % 5000 == 0
         if (
             wanted
@@ -129,9 +130,9 @@ def bench_recovery(directory: Path, events: int, workdir: Path) -> None:
         cp = checkpoint.load(path)
         assert cp is not None
         writer = StoreWriter(store, 50_000)
-        pipeline = Pipeline(on_visit=lambda v: writer.put("visit", v))
-        restore(pipeline, cp)
-        done = await replay_tail(pipeline, directory, cp, writer)
+        engine = Engine(KpiConfig(), out=to_store(writer))
+        restore(engine.pipeline, cp)
+        done = await replay_tail(engine, directory, cp, writer)
         return time.perf_counter() - started, done.messages, writer.stats.visits_stored
 
     seconds, messages, stored = asyncio.run(recover())

@@ -38,11 +38,14 @@ from acdbridge.adapters.journal import (
 from acdbridge.adapters.store import SqliteStore, StoredRow
 from acdbridge.config import parse
 from acdbridge.core.ami import FrameParser
+from acdbridge.core.kpi import KpiConfig
 from acdbridge.core.pipeline import Pipeline, Record
 from acdbridge.core.tallies import Tallies
 from acdbridge.replay import dumps
 from acdbridge.runtime import checkpoint
+from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.recovery import replay_tail, restore
+from acdbridge.runtime.track import to_store
 from acdbridge.runtime.writer import StoreWriter
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
@@ -282,11 +285,12 @@ def test_recovery_from_any_mark_gives_exactly_the_records_of_an_unbroken_run(
     whole = [dumps(v) for v in visits]
     for _mark, data, before in points:
         cp = checkpoint.decode(data)
-        again: list[Record] = []
-        pipeline = Pipeline(on_visit=again.append)
+        engine = Engine(KpiConfig())
+        pipeline = engine.pipeline
         restore(pipeline, cp)
         writer = StoreWriter(SqliteStore(tmp_path / "unused.sqlite"), 10)
-        asyncio.run(replay_tail(pipeline, tmp_path / "j", cp, writer))
+        asyncio.run(replay_tail(engine, tmp_path / "j", cp, writer))
+        again = engine.records("visit")
         assert whole[:before] + [dumps(v) for v in again] == whole  # none lost, none twice
         assert json.dumps(pipeline.snapshot(), sort_keys=True) == json.dumps(
             _final_snapshot(tmp_path / "j"), sort_keys=True
@@ -299,12 +303,10 @@ def test_recovery_over_a_torn_tail_gives_a_prefix_and_reports_it(tmp_path: Path)
     last = segments(tmp_path / "j")[-1][1]
     last.write_bytes(last.read_bytes()[: last.stat().st_size * 2 // 3 + 7])  # a power cut mid-record
     cp = checkpoint.decode(data)
-    again: list[Record] = []
-    pipeline = Pipeline(on_visit=again.append)
-    restore(pipeline, cp)
-    done = asyncio.run(
-        replay_tail(pipeline, tmp_path / "j", cp, StoreWriter(SqliteStore(tmp_path / "s"), 10))
-    )
+    engine = Engine(KpiConfig())
+    restore(engine.pipeline, cp)
+    done = asyncio.run(replay_tail(engine, tmp_path / "j", cp, StoreWriter(SqliteStore(tmp_path / "s"), 10)))
+    again = engine.records("visit")
     assert len(done.torn) == 1 and done.torn[0].path == last
     got = [dumps(v) for v in again]
     assert got and got == [dumps(v) for v in visits[before : before + len(got)]]
@@ -332,9 +334,9 @@ def test_visits_replayed_after_a_crash_are_stored_once_and_the_unwritten_ones_wr
 
     async def recover() -> None:
         writer = StoreWriter(store, 50_000)
-        pipeline = Pipeline(on_visit=lambda v: writer.put("visit", v))
-        restore(pipeline, cp)
-        await replay_tail(pipeline, tmp_path / "j", cp, writer)
+        engine = Engine(KpiConfig(), out=to_store(writer))
+        restore(engine.pipeline, cp)
+        await replay_tail(engine, tmp_path / "j", cp, writer)
         assert writer.stats.visits_stored == len(visits) - before and await writer.covered(writer.emitted)
 
     asyncio.run(recover())
@@ -346,9 +348,7 @@ def test_visits_replayed_after_a_crash_are_stored_once_and_the_unwritten_ones_wr
 
 
 def test_a_start_from_a_checkpoint_reads_the_tail_and_recent_rows_not_every_visit(tmp_path: Path) -> None:
-    from acdbridge.core.kpi import KpiEngine
     from acdbridge.runtime.resume import Resumer
-    from acdbridge.runtime.track import Recorder
     from acdbridge.settings.journalconf import JournalConfig
 
     visits, points = live_journal(tmp_path / "j", 5)
@@ -373,14 +373,10 @@ def test_a_start_from_a_checkpoint_reads_the_tail_and_recent_rows_not_every_visi
 
     async def start() -> Pipeline:
         writer = StoreWriter(store, 50_000)
-        kpis = KpiEngine(parse({"ami": {"secret": "s"}}).kpi)
-        record = Recorder(kpis, writer)
-        pipeline = Pipeline(
-            on_visit=lambda r: record("visit", r), on_agent_state=lambda r: record("agent_state", r)
-        )
+        engine = Engine(parse({"ami": {"secret": "s"}}).kpi, out=to_store(writer))
         journal = JournalConfig(tmp_path / "j")
-        await Resumer(store, pipeline, kpis, journal=journal, writer=writer).run()
-        return pipeline
+        await Resumer(store, engine, journal=journal, writer=writer).run()
+        return engine.pipeline
 
     pipeline = asyncio.run(start())
     assert pipeline.tallies == whole.tallies  # the checkpoint's counters plus the tail's

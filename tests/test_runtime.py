@@ -20,10 +20,10 @@ from acdbridge.adapters.metrics import DaemonHealth, daemon_families, new_regist
 from acdbridge.adapters.reconnect import backoff_delay, keep_connected
 from acdbridge.adapters.store import SqliteStore
 from acdbridge.core.ami import AmiMessage
-from acdbridge.core.kpi import KpiConfig, KpiEngine
-from acdbridge.core.pipeline import Pipeline
+from acdbridge.core.kpi import KpiConfig
 from acdbridge.core.tallies import Histogram
 from acdbridge.errors import DirectoryUnreadable, StoreLocked, StoreUnusable
+from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.resume import Resumer
 from acdbridge.runtime.startup import check_directory
@@ -132,16 +132,18 @@ def test_the_daemon_keeps_serving_while_its_kpi_refresh_keeps_failing(
 ) -> None:
     from acdbridge import app
     from acdbridge.config import load
+    from acdbridge.runtime import daemon as daemon_module
+    from acdbridge.runtime import views
 
     def overflow(*_args: Any) -> Any:
         raise OverflowError("absurd Timestamp 1e20")
 
-    monkeypatch.setattr(app, "window_kpis", overflow)
-    monkeypatch.setattr(app, "KPI_REFRESH_S", 0.05)
+    monkeypatch.setattr(views, "window_kpis", overflow)
+    monkeypatch.setattr(daemon_module, "KPI_REFRESH_S", 0.05)
     cfg = load(_config(tmp_path))
 
     async def scenario() -> tuple[int, bytes, bytes, bool]:
-        daemon = app.Daemon(cfg)
+        daemon = app.build(cfg)
         running = asyncio.create_task(daemon.run())
         for _ in range(100):  # the supervisor backs off 0.25-0.5 s, then 0.5-1 s
             await asyncio.sleep(0.05)
@@ -231,9 +233,10 @@ def test_rows_that_cannot_be_loaded_are_quarantined_and_the_start_goes_on(tmp_pa
     path = tmp_path / "s.sqlite"
     _poison(path)
     store = SqliteStore(path)
-    pipeline = Pipeline()
+    engine = Engine(KpiConfig())
+    pipeline = engine.pipeline
     with capture_logs() as logs:
-        resumer = Resumer(store, pipeline, KpiEngine(KpiConfig()))
+        resumer = Resumer(store, engine)
         asyncio.run(resumer.run())
     assert resumer.quarantined == 3 and store.quarantined == 3
     assert pipeline.tallies.calls == {("water", "abandoned"): 1}  # the good visit counts
@@ -244,7 +247,7 @@ def test_rows_that_cannot_be_loaded_are_quarantined_and_the_start_goes_on(tmp_pa
     assert store.count("visits") == 1 and store.count("feedback") == 1  # moved, not copied
     quarantined = [e for e in logs if e["event"] == "store_row_quarantined"]
     assert {e.get("uniqueid") for e in quarantined} == {"arabic.3", None}
-    asyncio.run(Resumer(store, Pipeline(), KpiEngine(KpiConfig())).run())  # the next start: clean
+    asyncio.run(Resumer(store, Engine(KpiConfig())).run())  # the next start: clean
     assert store.count("quarantine") == 3
     store.close()
 
@@ -279,15 +282,15 @@ def test_an_invalid_new_config_is_rejected_whole(tmp_path: Path) -> None:
 
 def test_everything_logged_while_feeding_an_event_names_its_call() -> None:
     log = structlog.get_logger("test")
-    pipeline = Pipeline()
-    pipeline.feed = lambda msg, received_at=0.0: log.info("inside", event_name=msg.name)  # type: ignore[method-assign]
+    engine = Engine(KpiConfig())
+    engine.pipeline.feed = lambda msg, received_at=0.0: log.info("inside", event_name=msg.name)  # type: ignore[method-assign]
     events: asyncio.Queue[tuple[AmiMessage, float] | None] = asyncio.Queue()
     call = {"Uniqueid": "1733140000.42", "Linkedid": "1733140000.40"}
     events.put_nowait((AmiMessage("event", "QueueCallerJoin", call), 0.0))
     events.put_nowait((AmiMessage("event", "FullyBooted", {}), 0.0))
     events.put_nowait(None)
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-        asyncio.run(track(events, pipeline, lambda: None))
+        asyncio.run(track(events, engine, lambda: None))
     assert logs[0]["uniqueid"] == "1733140000.42" and logs[0]["linkedid"] == "1733140000.40"
     assert "uniqueid" not in logs[1]  # bound only around its own event
 

@@ -35,11 +35,11 @@ from acdbridge.adapters.store import (
 from acdbridge.adapters.store.postgres import _server_options, describe
 from acdbridge.cli import main
 from acdbridge.config import StoreConfig, validate
-from acdbridge.core.kpi import KpiConfig, KpiEngine
-from acdbridge.core.pipeline import Pipeline
+from acdbridge.core.kpi import KpiConfig
 from acdbridge.errors import LabError, StoreLocked, StoreUnusable
 from acdbridge.lab import pbx
 from acdbridge.replay import dumps, replay_records
+from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.resume import Resumer
 from acdbridge.runtime.writer import StoreWriter
 from tests.integration.daemon_harness import DaemonProcess, stop_leftovers
@@ -184,8 +184,9 @@ def test_poisoned_postgres_rows_are_quarantined_at_start(pg_cluster: PgCluster, 
         db.execute("INSERT INTO feedback VALUES ('arabic.3', 'survey', '٣', 0, 'water', 'Ana', 1002, 'east')")
         db.execute("INSERT INTO visits (uniqueid, queue, enter_ts, end_ts, outcome, record, pbx) "
                    "VALUES ('west.1', 'water', 990, 1000, 'abandoned', 'not json', 'west')")  # fmt: skip
-    pipeline = Pipeline()
-    resumer = Resumer(store, pipeline, KpiEngine(KpiConfig()))
+    engine = Engine(KpiConfig())
+    pipeline = engine.pipeline
+    resumer = Resumer(store, engine)
     asyncio.run(resumer.run())
     assert resumer.quarantined == 2 and store.quarantined == 2
     assert pipeline.tallies.calls == {("water", "abandoned"): 1}  # the good visit counts

@@ -2,7 +2,7 @@
 
 The checkpoint gives the trackers' state, the tallies and the input-problem counts as they were
 at a journal position; the journal from that position is fed through the same path the live
-daemon uses (a fresh FrameParser per AMI connection, track.feed_one with each chunk's receive
+daemon uses (runtime/engine.py: a fresh parser per AMI connection, each chunk with its receive
 time), before the AMI link starts. So after a SIGKILL the state is the one the journal had on
 disk, and the records that ended after the checkpoint (stored before the crash or not) are
 produced again: the store's idempotent keys keep one of each, and the KPI engine, loaded with the
@@ -20,13 +20,11 @@ from pathlib import Path
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, TornTail, read_records
-from acdbridge.core.ami import FrameParser
-from acdbridge.core.backfill import lines_of
+from acdbridge.adapters.journal import DATA, QUEUE_LOG, TornTail, read_records
 from acdbridge.core.pipeline import Pipeline
 from acdbridge.runtime import checkpoint
 from acdbridge.runtime.checkpoint import Checkpoint
-from acdbridge.runtime.track import backfill_one, feed_one
+from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.writer import BATCH, StoreWriter
 
 log = structlog.get_logger("acdbridge.recovery")
@@ -59,29 +57,23 @@ def restore(pipeline: Pipeline, cp: Checkpoint) -> None:
         pipeline.problem_counts[kind] = pipeline.problem_counts.get(kind, 0) + n
 
 
-async def replay_tail(pipeline: Pipeline, directory: Path, cp: Checkpoint, writer: StoreWriter) -> Replayed:
-    """The journal from the checkpoint's position through the live path. The writer is drained
-    as it goes (its task is not running yet), so a long tail never overflows its queue."""
+async def replay_tail(engine: Engine, directory: Path, cp: Checkpoint, writer: StoreWriter) -> Replayed:
+    """The journal from the checkpoint's position through the engine, as the live daemon fed it.
+    The writer is drained as it goes (its task is not running yet), so a long tail never
+    overflows its queue."""
     done = Replayed(last_received=cp.last_received)
-
-    parser: FrameParser | None = None
+    first = True
     with bound_contextvars(replayed=True):  # the lines logged meanwhile say where they come from
         for chunk in read_records(directory, cp.resume, done.torn):
             done.chunks += 1
-            if chunk.kind == CONNECT:
-                parser = pipeline.new_parser()  # as the live adapter: one per connection, counted the same
-                continue
-            if chunk.kind == QUEUE_LOG:  # the lines read for a gap before the crash: the same visits
-                backfill_one(pipeline, lines_of(chunk.data))
-                continue
             data = chunk.data
-            if parser is None:  # the first record: the frame unfinished at the checkpoint starts here
-                parser = pipeline.new_parser()
+            if first and chunk.kind == DATA:  # the frame unfinished at the checkpoint starts here
+                engine.connected()
                 data = data[cp.skip :] if chunk.at == cp.resume else data
-            for msg in parser.feed(data):
-                feed_one(pipeline, msg, chunk.received_at)
-                done.messages += 1
-            done.last_received = chunk.received_at
+            first = first and chunk.kind == QUEUE_LOG
+            done.messages += engine.feed_record(chunk.kind, data, chunk.received_at)
+            if chunk.kind == DATA:
+                done.last_received = chunk.received_at
             if writer.queue.qsize() >= BATCH:
                 await writer.drain()
     await writer.drain()

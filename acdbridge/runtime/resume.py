@@ -28,6 +28,7 @@ from acdbridge.core.kpi import KpiEngine
 from acdbridge.core.pipeline import Pipeline
 from acdbridge.runtime import recovery
 from acdbridge.runtime.checkpoint import Checkpoint
+from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.writer import StoreWriter
 from acdbridge.settings.journalconf import JournalConfig
 
@@ -68,13 +69,20 @@ def check(table: str, record: Record) -> None:
 @dataclass
 class Resumer:
     store: Store
-    pipeline: Pipeline
-    kpis: KpiEngine
+    engine: Engine
     callflow: CallFlow | None = None
     members: MembershipSync | None = None
     quarantined: int = 0
     journal: JournalConfig | None = None
     writer: StoreWriter | None = None
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.engine.pipeline
+
+    @property
+    def kpis(self) -> KpiEngine:
+        return self.engine.kpis
 
     async def _load(self, table: str, since: float, use: Callable[[Record], None]) -> list[Record]:
         """Feed every good row of `table` to `use`; quarantine the rest. Returns the good ones."""
@@ -119,7 +127,7 @@ class Resumer:
         # the recent stored rows first: the replay produces some of them again, and the KPI
         # engine counts a key once
         await self._recent()
-        done = await recovery.replay_tail(self.pipeline, self.journal.dir, cp, self.writer)
+        done = await recovery.replay_tail(self.engine, self.journal.dir, cp, self.writer)
         age = time.time() - max(done.last_received, cp.written_at)
         if age > STALE_STATE_S:  # as for a saved state: too old to resume
             self.pipeline.finish()

@@ -1,11 +1,13 @@
-"""The tracker's side of the daemon: AMI messages in (from the bounded events queue), records out.
+"""The tracker's side of the daemon: AMI messages in (from the bounded events queue) to the engine
+(runtime/engine.py), records out to the store writer with one canonical log line each.
 
-Each event is fed to the core with its call's Uniqueid and Linkedid bound in structlog's
-contextvars, so every line logged while handling it names the call: one call's whole story is
-one grep (`grep 1733140000.42`). The finished records get one canonical log line each."""
+The engine binds each event's Uniqueid and Linkedid in structlog's contextvars, so every line
+logged while handling it names the call: one call's whole story is one grep (`grep 1733140000.42`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
@@ -15,11 +17,11 @@ from structlog.contextvars import bound_contextvars
 from acdbridge.adapters.fastagi import AgiSession, Handler
 from acdbridge.adapters.journal import Mark
 from acdbridge.core.ami import AmiMessage
-from acdbridge.core.kpi import KpiEngine
-from acdbridge.core.pipeline import Pipeline, Record
+from acdbridge.runtime.engine import Engine, Output
 from acdbridge.runtime.writer import StoreWriter
 
 log = structlog.get_logger("acdbridge")
+QUEUE_SIZE = 50_000
 
 
 class QueueLogRead(NamedTuple):
@@ -50,54 +52,41 @@ LOG_FIELDS = {
 }
 
 
-def call_ids(msg: AmiMessage) -> dict[str, str]:
-    headers = msg.headers
-    ids = {"uniqueid": headers.get("Uniqueid", ""), "linkedid": headers.get("Linkedid", "")}
-    return {k: v for k, v in ids.items() if v}
+class Inbox:
+    """The bounded events queue between the AMI adapter and the tracker; what did not fit is
+    counted (exported as acd_dropped_total{what="events"}) and logged every 1000th time."""
+
+    def __init__(self, size: int = QUEUE_SIZE) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
+        self.dropped = 0
+
+    def put_event(self, msg: AmiMessage, received_at: float) -> None:
+        try:
+            self.queue.put_nowait((msg, received_at))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.error("event_queue_full", dropped=self.dropped)
+
+    def put_mark(self, mark: Mark) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # the events around it are dropped and counted
+            self.queue.put_nowait(mark)
 
 
-class Recorder:
-    """Where the pipeline's records go: the log line, the KPI engine, then the store writer."""
+def to_store(writer: StoreWriter) -> Callable[[Output], None]:
+    """The live engine's outputs: a canonical log line, then the store writer's queue."""
 
-    def __init__(self, kpis: KpiEngine, writer: StoreWriter) -> None:
-        self.kpis, self.writer = kpis, writer
-
-    def __call__(self, kind: str, record: Record) -> None:
+    def out(output: Output) -> None:
+        kind, record = output
         fields = LOG_FIELDS.get(kind)
         if fields is not None:
             log.info("ivr_leg" if kind == "ivr" else kind, **{k: record.get(k) for k in fields})
-        if kind == "visit":
-            self.kpis.add_visit(record)
-        elif kind == "feedback":
-            self.kpis.add_feedback(record)
-        elif kind == "agent_state":
-            self.kpis.add_agent_state(record)
-        self.writer.put(kind, record)
+        writer.put(kind, record)
+
+    return out
 
 
-def feed_one(pipeline: Pipeline, msg: AmiMessage, received_at: float) -> None:
-    """One message into the core, live or from the journal at start: the one path."""
-    with bound_contextvars(**call_ids(msg)):
-        try:
-            pipeline.feed(msg, received_at)
-        except Exception:  # a tracker bug costs one event, not the daemon
-            log.exception("tracker_failed", event=msg.name)
-
-
-def backfill_one(pipeline: Pipeline, lines: list[str]) -> None:
-    """A gap's queue_log lines into the core, live or from the journal at start."""
-    gap = pipeline.gap.gap
-    try:
-        n = pipeline.backfill(lines)
-    except Exception:  # a bug here costs the gap's rebuilt visits, not the daemon
-        log.exception("backfill_failed", lines=len(lines))
-        return
-    if gap is not None:
-        log.info("gap_backfilled", since=gap.since, until=gap.until, lines=len(lines), visits=n,
-                 vanished=len(gap.vanished))  # fmt: skip
-
-
-async def track(events: Events, pipeline: Pipeline, fed: Callable[[], None],
+async def track(events: Events, engine: Engine, fed: Callable[[], None],
                 on_mark: OnMark | None = None, on_gap: OnGap | None = None) -> None:  # fmt: skip
     """Until the end marker. A resync that closes a gap asks `on_gap` for its queue_log lines."""
     received_at = 0.0
@@ -107,13 +96,12 @@ async def track(events: Events, pipeline: Pipeline, fed: Callable[[], None],
                 on_mark(item, received_at)
             continue
         if isinstance(item, QueueLogRead):
-            backfill_one(pipeline, item.lines)
+            engine.backfill(item.lines)
             fed()
             continue
         msg, received_at = item
-        feed_one(pipeline, msg, received_at)
-        if on_gap is not None and (window := pipeline.gap.due()) is not None:
-            pipeline.gap.requested = True
+        engine.feed(msg, received_at)
+        if on_gap is not None and (window := engine.gap_due()) is not None:
             on_gap(*window)
         fed()
 

@@ -148,12 +148,13 @@ class DaemonProcess:
         secret = workdir / "ami-secret"  # the secret in its own file (chmod 600), as in production
         secret.write_text(AMI_USERS["acdbridge"] + "\n")
         secret.chmod(0o600)
+        self.http_port = http_port or free_port()
         self.config.write_text(
             f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\n'
             f'secret_file = "{secret}"\nping_interval_s = 2\naction_timeout_s = 3\n'
             f'reconnect_min_s = 0.2\nreconnect_max_s = 2\ncapture = "{self.capture}"\n{ami_extra}'
             f'[store]\npath = "{self.store_path}"\n'
-            f'[http]\nlisten = "127.0.0.1:{http_port or free_port()}"\n' + extra
+            f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n' + extra
         )
         self.proc: subprocess.Popen[str] | None = None
         self.logs: list[str] = []
@@ -183,11 +184,21 @@ class DaemonProcess:
         return "\n".join(Path(p).read_text() for p in self.logs)
 
     def stored_visits(self) -> list[Record]:
+        return self.stored("visits")
+
+    def stored(self, table: str) -> list[Record]:
+        """Every row of a record table: visits, agent_states, ivr_legs or feedback."""
         store = SqliteStore(self.store_path)
         try:
-            return store.visits(0, 1e12)
+            rows: list[Record] = getattr(store, table)(0, 1e12)
+            return rows
         finally:
             store.close()
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return str(r.read().decode())
 
 
 def query(port: int, promql: str) -> list[dict[str, object]]:

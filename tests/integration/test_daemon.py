@@ -4,11 +4,14 @@ Asterisk's own queue_log, with and without faults (a dropped AMI link, a daemon 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
+from acdbridge.config import load
+from acdbridge.core.pipeline import Record
 from acdbridge.lab import pbx, queuelog, scenario, traffic
-from acdbridge.replay import dumps, replay_records
+from acdbridge.replay import dumps, replay, replay_metrics, replay_records
 from tests.truth import compare, truth_visits
 
 from .daemon_harness import CuttableProxy, DaemonProcess
@@ -27,6 +30,7 @@ def test_live_daemon_stores_what_queue_log_says(lab: pbx.LabSettings, tmp_path: 
     # the last call's AgentComplete and wrap-up (10 s at most in the sample config) reach the
     # daemon before the stop; a visit still in wrap-up at a stop is saved state, not a record
     time.sleep(12)
+    scraped = settled(daemon)
     assert daemon.stop() == 0, daemon.log_text()[-3000:]
     stored = daemon.stored_visits()
     truth = truth_visits(queuelog.read(lab.queue_log, since=started))
@@ -35,6 +39,73 @@ def test_live_daemon_stores_what_queue_log_says(lab: pbx.LabSettings, tmp_path: 
     assert '"events_dropped": 0' in daemon.log_text() and '"store_write_errors": 0' in daemon.log_text()
     # one path: the daemon's own capture of the stream replays to exactly what it stored
     assert sorted(map(dumps, replay_records(daemon.capture))) == sorted(map(dumps, stored))
+    one_engine_gives_the_daemons_states_kpis_and_metrics(daemon, scraped)
+
+
+def core_series(text: str) -> dict[str, float]:
+    """The exposition's samples as "name{labels}" -> value (label order as rendered)."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def family_of(sample: str, families: set[str]) -> str | None:
+    name = sample.partition("{")[0]
+    for suffix in ("", "_total", "_bucket", "_sum", "_count"):
+        if suffix == "" or name.endswith(suffix):
+            base = name.removesuffix(suffix) if suffix else name
+            if base in families:
+                return base
+    return None
+
+
+def canonical(record: Record) -> str:
+    return json.dumps(record, sort_keys=True)  # the store gives keys in its own order
+
+
+WINDOWS_AT = "acd_kpi_windows_time_seconds"
+
+
+def settled(daemon: DaemonProcess) -> dict[str, float]:
+    """A /metrics scrape once nothing moves any more: the same series 11 s apart (a KPI
+    refresh, every 10 s, in between). Bounded: 5 tries."""
+    before = core_series(daemon.metrics())
+    for _ in range(5):
+        time.sleep(11)
+        now = core_series(daemon.metrics())
+        moving = {k for k in now.keys() | before.keys() if now.get(k) != before.get(k)}
+        moving -= {WINDOWS_AT, *(k for k in now if k.startswith(("acd_event_loop", "acd_http", "acd_ami_")))}
+        moving -= {k for k in now if k.startswith(("acd_journal", "acd_store_write", "acd_internal"))}
+        if not moving and now[WINDOWS_AT] > before[WINDOWS_AT]:
+            return now
+        before = now
+    raise AssertionError(f"the daemon's series kept moving: {sorted(moving)[:10]}")
+
+
+def one_engine_gives_the_daemons_states_kpis_and_metrics(
+    daemon: DaemonProcess, scraped: dict[str, float]
+) -> None:
+    """The daemon's journal replayed (acdbridge replay's code) to the moment of its last KPI
+    refresh gives the agent stretches it stored and every core series it served: counters,
+    live gauges and each KPI window, to the last digit."""
+    cfg = load(daemon.config, for_daemon=False)
+    at = scraped[WINDOWS_AT]
+    engine = replay(daemon.capture, cfg, finish=False)
+    engine.advance(at)  # the wrap-ups the daemon ended in the quiet spell
+    states = sorted(map(canonical, engine.records("agent_state")))
+    assert states and states == sorted(map(canonical, daemon.stored("agent_states")))
+    text = replay_metrics(daemon.capture, cfg, now=at).decode()
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    replayed = core_series(text)
+    live = {k: v for k, v in scraped.items() if family_of(k, families) is not None}
+    assert {family_of(k, families) for k in replayed} >= {
+        "acd_queue_calls_total",
+        "acd_queue_window_answered_calls",
+    }
+    assert live == replayed, sorted(set(live.items()) ^ set(replayed.items()))[:20]
 
 
 def test_dropped_link_and_restart_lose_nothing_and_count_nothing_twice(

@@ -1,0 +1,72 @@
+"""The daemon's metrics beside the core's: one place that reads every part's counters (AMI link,
+writer, journal, MQTT, HTTP, FastAGI, loop lag, task restarts) into /metrics families and the
+/healthz answer. The core's own families come from runtime/views.py, as in a replay."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client.metrics_core import Metric
+
+from acdbridge.adapters.metrics import DaemonHealth, Health, agi_family, daemon_families, http_family
+from acdbridge.core.values import PROBLEM_KINDS
+
+if TYPE_CHECKING:
+    from acdbridge.runtime.daemon import Parts
+
+
+class SelfMetrics:
+    def __init__(self, parts: Parts) -> None:
+        self.p = parts
+
+    def input_problems(self) -> dict[str, int]:
+        """Every kind from the start (so increase() sees the first), and what the KPI engine and
+        the tallies left out or folded away beside what the trackers counted."""
+        engine = self.p.engine
+        counts = dict.fromkeys(PROBLEM_KINDS, 0) | engine.pipeline.problem_counts
+        counts["kpi_record_rejected"] = engine.kpis.rejected
+        counts["kpi_record_evicted"] = engine.kpis.evicted
+        counts["tally_series_overflow"] = engine.pipeline.tallies.overflowed
+        return counts
+
+    def link(self) -> Health:
+        p = self.p
+        ami, writer = p.ami.stats, p.writer.stats
+        drops = {"events": p.inbox.dropped, "records": writer.records_dropped}
+        return Health(ami.connected, ami.messages, ami.reconnects, writer.store_write_errors, drops)
+
+    def daemon_health(self) -> DaemonHealth:
+        p = self.p
+        w, http = p.writer.stats, getattr(p.http, "stats", None)
+        return DaemonHealth(
+            p.lag.histogram, w.write_seconds,
+            queue_depth={"events": p.inbox.queue.qsize(), "records": p.writer.queue.qsize()},
+            task_restarts=dict(p.restarts), config_reloads=dict(p.reloader.results),
+            input_problems=self.input_problems(),
+            store_quarantined=getattr(p.store, "quarantined", 0),
+            store_rows_rejected=getattr(p.store, "rejected", 0), records_lost=w.records_lost,
+            mqtt=(p.mqtt.stats.connected, p.mqtt.backlog) if p.mqtt else None,
+            sse=(getattr(http, "streams", 0), getattr(http, "sse_dropped", 0)) if http else None,
+            journal=dict(vars(p.journal.stats)) if p.journal is not None else None,
+        )  # fmt: skip
+
+    def families(self, now: float) -> list[Metric]:
+        p = self.p
+        families = p.views.families(now, self.link())
+        families += daemon_families(self.daemon_health())
+        if p.agi is not None:
+            families.append(agi_family(vars(p.agi.stats)))
+        if (http := getattr(p.http, "stats", None)) is not None:
+            families.append(http_family(vars(http), getattr(http, "GAUGES", ())))
+        return families
+
+    def healthz(self) -> tuple[bool, dict[str, object]]:
+        """/healthz: the AMI link up and the store writing (not the error count: a store back
+        from an outage is well again)."""
+        ami, writer = self.p.ami.stats, self.p.writer.stats
+        failing = writer.failing
+        return ami.connected and not failing, {
+            "ami_connected": ami.connected, "last_ami_error": ami.last_error,
+            "store_failing": failing, "store_write_errors": writer.store_write_errors,
+            "task_restarts": sum(self.p.restarts.values()),
+        }  # fmt: skip
