@@ -45,15 +45,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from acdbridge.adapters.mqtt import MqttConfig
 from acdbridge.core.kpi import DAY_S, KpiConfig, QueueKpiConfig
 from acdbridge.core.limits import Limits
 from acdbridge.errors import AcdError
 from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 from acdbridge.settings import checks
+from acdbridge.settings.amiconf import AmiConfig, parse_ami
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
-from acdbridge.settings.mqttsecret import parse_mqtt_section
+from acdbridge.settings.mqttconf import MqttConfig, parse_mqtt_section
 from acdbridge.settings.problems import Problems, dotted, get, known, listen, table
 from acdbridge.settings.secrets import secret
 
@@ -78,20 +78,6 @@ class ConfigError(AcdError):
         if len(problems) == 1:
             return cls(problems[0])
         return cls(f"{len(problems)} problems:", detail="\n".join(problems), problems=problems)
-
-
-@dataclass(frozen=True)
-class AmiConfig:
-    host: str = "127.0.0.1"
-    port: int = 5038
-    username: str = "acdbridge"
-    secret: str = field(default="", repr=False)  # no default: the file, secret_file or a credential
-    ping_interval_s: float = 10.0
-    action_timeout_s: float = 5.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    capture: Path | None = None
-    queue_log: Path | None = None  # Asterisk's queue_log: visits that ended in a gap (core/gap.py)
 
 
 @dataclass(frozen=True)
@@ -130,33 +116,6 @@ class Config:
     flow: FlowConfig | None = None  # no [agi] section: no greeting, routing or feature codes
     journal: JournalConfig | None = None  # a config file has one unless `enabled = false`
     limits: Limits = field(default_factory=Limits)  # what the trackers remember at most
-
-
-def _ami(p: Problems, t: dict[str, Any], env: Mapping[str, str], require_secret: bool) -> AmiConfig:
-    w, d = "ami", AmiConfig()
-    known(p, t, w, (set(AmiConfig.__dataclass_fields__) | {"secret_file"}))
-    the_secret = secret(p, t, w, "secret", "ami-secret", env)
-    if require_secret and the_secret is None and not {"secret", "secret_file"} & set(t):
-        p.error(
-            "ami.secret",
-            "missing: set ami.secret_file (chmod 600), ami.secret, or the systemd "
-            "credential ami-secret (LoadCredential=ami-secret:/path)",
-        )
-    low = get(p, t, "reconnect_min_s", w, float, d.reconnect_min_s, lo=0.05, hi=3600)
-    high = get(p, t, "reconnect_max_s", w, float, d.reconnect_max_s, lo=0.05, hi=3600)
-    if high < low:
-        p.error("ami.reconnect_max_s", f"smaller than ami.reconnect_min_s ({high:g} < {low:g})")
-    capture = get(p, t, "capture", w, str, None, empty=False)
-    queue_log = get(p, t, "queue_log", w, str, None, empty=False)
-    return AmiConfig(
-        host=get(p, t, "host", w, str, d.host, empty=False),
-        port=get(p, t, "port", w, int, d.port, lo=1, hi=65535),
-        username=get(p, t, "username", w, str, d.username, empty=False), secret=the_secret or "",
-        ping_interval_s=get(p, t, "ping_interval_s", w, float, d.ping_interval_s, lo=1, hi=3600),
-        action_timeout_s=get(p, t, "action_timeout_s", w, float, d.action_timeout_s, lo=0.5, hi=300),
-        reconnect_min_s=low, reconnect_max_s=high, capture=Path(capture) if capture else None,
-        queue_log=Path(queue_log) if queue_log else None,
-    )  # fmt: skip
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -320,7 +279,7 @@ def validate(
         name: table(p, data.get(name, {}), name)
         for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits")
     }
-    ami = _ami(p, sections["ami"], env, require_secret=for_daemon)
+    ami = parse_ami(p, sections["ami"], env, require_secret=for_daemon)
     store = _store(p, sections["store"], env)
     wrapup, queue_kpi = _queues(p, sections["queues"])
     http = _http(p, sections["http"])

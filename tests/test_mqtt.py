@@ -26,8 +26,9 @@ import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
-from acdbridge.adapters.mqtt import MqttConfig, MqttPublisher, parse_mqtt, topic_level
+from acdbridge.adapters.mqtt import MqttPublisher, topic_level
 from acdbridge.core.board import AgentBoard, QueueBoard
+from acdbridge.settings.mqttconf import MqttConfig, parse_mqtt
 
 pytestmark = pytest.mark.timeout(60)
 MOSQUITTO = Path("/usr/sbin/mosquitto")
@@ -269,7 +270,8 @@ def test_everything_is_republished_every_republish_s(brokers: Brokers) -> None:
 
 CHILD = """
 import asyncio, sys
-from acdbridge.adapters.mqtt import MqttConfig, MqttPublisher
+from acdbridge.adapters.mqtt import MqttPublisher
+from acdbridge.settings.mqttconf import MqttConfig
 from acdbridge.core.board import AgentBoard
 
 async def main() -> None:

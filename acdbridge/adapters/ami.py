@@ -33,8 +33,8 @@ from panoramisk.message import Message
 
 from acdbridge.adapters.journal import CONNECT, Journal, Mark, mark_in
 from acdbridge.adapters.reconnect import keep_connected
-from acdbridge.config import AmiConfig
 from acdbridge.core.ami import AmiMessage, FrameParser
+from acdbridge.settings.amiconf import AmiConfig
 
 log = structlog.get_logger("acdbridge.ami")
 OnMessage = Callable[[AmiMessage, float], None]
