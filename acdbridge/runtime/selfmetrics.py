@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from acdbridge.adapters.metrics import DaemonHealth, Health, agi_family, daemon_families, http_family
 from acdbridge.core.values import PROBLEM_KINDS
@@ -58,7 +58,24 @@ class SelfMetrics:
             families.append(agi_family(vars(p.agi.stats)))
         if (http := getattr(p.http, "stats", None)) is not None:
             families.append(http_family(vars(http), getattr(http, "GAUGES", ())))
-        return families
+        return families + self.links()
+
+    def links(self) -> list[Metric]:
+        """The counters the AMI and MQTT links keep beyond Health's (every counter is exported)."""
+        ami = self.p.ami.stats
+        out: list[Metric] = [
+            CounterMetricFamily("acd_ami_logins", "Successful AMI logins (each followed by a resync)",
+                                value=ami.connections),
+            CounterMetricFamily("acd_ami_malformed_frames", "AMI frames the parser skipped (by kind in "
+                                "acd_core_input_problems_total)", value=ami.malformed),
+        ]  # fmt: skip
+        if (mqtt := self.p.mqtt) is not None:
+            out += [
+                CounterMetricFamily("acd_mqtt_published", "MQTT messages the broker acknowledged",
+                                    value=mqtt.stats.published),
+                CounterMetricFamily("acd_mqtt_reconnects", "MQTT reconnects", value=mqtt.stats.reconnects),
+            ]  # fmt: skip
+        return out
 
     def healthz(self) -> tuple[bool, dict[str, object]]:
         """/healthz: the AMI link up and the store writing (not the error count: a store back

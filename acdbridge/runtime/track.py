@@ -54,7 +54,7 @@ LOG_FIELDS = {
 
 class Inbox:
     """The bounded events queue between the AMI adapter and the tracker; what did not fit is
-    counted (exported as acd_dropped_total{what="events"}) and logged every 1000th time."""
+    counted (exported as acd_queue_drops_total{queue_name="events"}) and logged every 1000th time."""
 
     def __init__(self, size: int = QUEUE_SIZE) -> None:
         self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
