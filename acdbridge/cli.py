@@ -87,19 +87,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from acdbridge.replay import dumps, replay_kpis, replay_legs, replay_metrics, replay_records
 
     cfg = config.load(args.config, for_daemon=False) if args.config else config.Config()
+    problems: list[str] = []  # the first of each kind, said after the output (stderr)
     if args.metrics:
-        sys.stdout.write(replay_metrics(args.trace, cfg, now=args.at).decode())
-        return 0
-    if args.kpi:
-        sys.stdout.write(json.dumps(replay_kpis(args.trace, cfg), ensure_ascii=False, sort_keys=True) + "\n")
-        return 0
-    if args.legs:
+        sys.stdout.write(replay_metrics(args.trace, cfg, now=args.at, on_problem=problems.append).decode())
+    elif args.kpi:
+        kpis = replay_kpis(args.trace, cfg, on_problem=problems.append)
+        sys.stdout.write(json.dumps(kpis, ensure_ascii=False, sort_keys=True) + "\n")
+    elif args.legs:
         for record in replay_legs(args.trace):
             sys.stdout.write(dumps(record) + "\n")
-        return 0
-    problems: list[str] = []
-    for record in replay_records(args.trace, cfg.wrapup_s, on_problem=problems.append):
-        sys.stdout.write(dumps(record) + "\n")
+    else:
+        for record in replay_records(args.trace, cfg.wrapup_s, on_problem=problems.append):
+            sys.stdout.write(dumps(record) + "\n")
     for problem in problems:
         print(f"acdbridge: warning: {problem}", file=sys.stderr)
     return 0

@@ -69,10 +69,12 @@ def dumps(record: Record) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def replay_kpis(path: Path, cfg: Config | None = None) -> Kpis:
+def replay_kpis(
+    path: Path, cfg: Config | None = None, on_problem: Callable[[str], None] | None = None
+) -> Kpis:
     """KPIs over the whole trace (every visit and agent stretch in it, however long)."""
     cfg = cfg or Config()
-    engine = replay(path, cfg)
+    engine = replay(path, cfg, on_problem=on_problem)
     return kpis_over(engine.records("visit"), engine.records("agent_state"), cfg.kpi,
                      feedback=engine.records("feedback"))  # fmt: skip
 
@@ -86,11 +88,12 @@ def replay_legs(path: Path) -> list[Record]:
     return sorted(out, key=lambda r: float(r.get("end_ts", r.get("ts", 0.0))))
 
 
-def replay_metrics(path: Path, cfg: Config | None = None, now: float | None = None) -> bytes:
+def replay_metrics(path: Path, cfg: Config | None = None, now: float | None = None,
+                   on_problem: Callable[[str], None] | None = None) -> bytes:  # fmt: skip
     """The core's Prometheus exposition the daemon would serve at `now` (default: the trace's
     last event time) after the trace: counters, live gauges, KPI windows (runtime/views.py)."""
     cfg = cfg or Config()
-    engine = replay(path, cfg, finish=False)
+    engine = replay(path, cfg, finish=False, on_problem=on_problem)
     if now is None:
         now = engine.now
     else:  # the clock moved on to `now`: wrap-ups due by then have ended, as in the daemon

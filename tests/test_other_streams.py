@@ -1,5 +1,7 @@
 """Streams not like the lab's: a capture begun mid-call (joins never seen), an attended transfer
-whose consult call went to a phone, a caller blocked at a queue no join ever named. Each fact is
+whose consult call went to a phone, a caller blocked at a queue no join ever named, a PBX without
+timestampevents captured without receive times (core/timeless.py; the lab's traces stripped of
+their Timestamps are in tests/test_timeless.py). Each fact is
 from Asterisk 22's manager events (apps/app_queue.c, main/manager_bridges.c, the dialplan's
 Newexten); the frames are written as Asterisk sends them."""
 
@@ -94,3 +96,78 @@ def test_the_parser_keeps_only_the_queue_steps_of_the_dialplan() -> None:
         b"Event: Newexten\r\nUniqueid: c9\r\nApplication: QueueLog\r\nAppData: x\r\n\r\n"
     )
     assert [m.headers["Application"] for m in kept] == ["Queue"]
+
+
+# -- a PBX without timestampevents, captured without receive times (core/timeless.py) -----------
+def untimed(*frames: str, wrapup_s: dict[str, float] | None = None) -> tuple[list[Record], list[str]]:
+    out: list[Record] = []
+    said: list[str] = []
+    pipeline = Pipeline(wrapup_s=wrapup_s or {"water": 0.0}, on_visit=out.append, on_problem=said.append)
+    pipeline.feed_bytes("".join(f + "\r\n\r\n" for f in frames).encode())
+    pipeline.finish()
+    return out, said
+
+
+def test_a_capture_without_timestamps_begun_mid_call_lays_the_call_out_back_from_the_clock() -> None:
+    out, said = untimed(
+        f"Event: AgentComplete\r\n{CALLER}{AGENT}HoldTime: 7\r\nTalkTime: 30\r\nReason: agent",
+        "Event: QueueCallerJoin\r\nUniqueid: c2\r\nQueue: water\r\nPosition: 1\r\nCount: 1",
+        "Event: QueueCallerAbandon\r\nUniqueid: c2\r\nQueue: water\r\nHoldTime: 12",
+        "Event: Hangup\r\nUniqueid: c2\r\nCause: 16",
+    )
+    mid_call, abandoned = sorted(out, key=lambda r: r["uniqueid"])
+    assert (mid_call["enter_ts"], mid_call["answer_ts"], mid_call["end_ts"]) == (-37.0, -30.0, 0.0)
+    assert (mid_call["wait_s"], mid_call["talk_s"], mid_call["hold_s"]) == (7.0, 30.0, None)
+    assert (abandoned["enter_ts"], abandoned["end_ts"], abandoned["wait_s"]) == (0.0, 12.0, 12.0)
+    assert {r["time_source"] for r in out} == {"durations"}
+    assert len(said) == 1 and said[0].startswith("timestamp_missing")
+
+
+def test_without_timestamps_rings_come_from_ring_time_and_the_next_offer_ends_the_wrap_up() -> None:
+    join = f"Event: QueueCallerJoin\r\n{CALLER}Position: 1\r\nCount: 1"
+    called = f"Event: AgentCalled\r\n{CALLER}{AGENT}"
+    second = CALLER.replace("c1", "c2").replace("water", "sales")
+    out, _ = untimed(
+        join,
+        called,
+        f"Event: AgentRingNoAnswer\r\n{CALLER}{AGENT}RingTime: 15000",
+        called,
+        f"Event: AgentConnect\r\n{CALLER}{AGENT}HoldTime: 20\r\nRingTime: 3",
+        "Event: Hold\r\nUniqueid: a1",
+        "Event: Unhold\r\nUniqueid: a1",
+        f"Event: AgentComplete\r\n{CALLER}{AGENT}HoldTime: 20\r\nTalkTime: 40\r\nReason: caller",
+        f"Event: QueueCallerJoin\r\n{second}Position: 1\r\nCount: 1",
+        f"Event: AgentCalled\r\n{second}{AGENT}",  # Asterisk rings Ana again once sales' 3 s are up
+        wrapup_s={"water": 10.0, "sales": 3.0},
+    )
+    (r,) = out  # the second caller is still waiting at the end
+    assert (r["wait_s"], r["talk_s"], r["hold_s"], r["hold_count"]) == (20.0, 40.0, None, 1)
+    assert [(a["start_ts"], a["end_ts"], a["result"]) for a in r["ring_attempts"]] == [
+        (0.0, 15.0, "no_answer"),
+        (17.0, 20.0, "answered"),
+    ]
+    assert (r["ring_s"], r["wrap_s"]) == (18.0, 3.0)
+
+
+def test_without_timestamps_a_wrap_up_cut_short_by_a_pause_has_no_figure() -> None:
+    out, _ = untimed(
+        f"Event: QueueCallerJoin\r\n{CALLER}Position: 1\r\nCount: 1",
+        f"Event: AgentConnect\r\n{CALLER}{AGENT}HoldTime: 2\r\nRingTime: 1",
+        f"Event: AgentComplete\r\n{CALLER}{AGENT}HoldTime: 2\r\nTalkTime: 9\r\nReason: agent",
+        "Event: QueueMemberPause\r\nQueue: water\r\nInterface: PJSIP/7\r\nPaused: 1\r\nPausedReason: ACW",
+        wrapup_s={"water": 30.0},
+    )
+    (r,) = out
+    assert (r["talk_s"], r["wrap_s"]) == (9.0, None)  # when, within its 30 s, is in no event
+
+
+def test_without_timestamps_a_consult_leg_ends_at_the_talk_time_of_its_callerless_complete() -> None:
+    # Asterisk 22's AgentComplete of an attended transfer's consult leg names no caller channel
+    out, _ = untimed(
+        f"Event: QueueCallerJoin\r\n{CALLER}Position: 1\r\nCount: 1",
+        f"Event: AgentConnect\r\n{CALLER}{AGENT}HoldTime: 5\r\nRingTime: 1",
+        f"Event: Hangup\r\n{CALLER}Cause: 16",
+        f"Event: AgentComplete\r\nQueue: water\r\n{AGENT}HoldTime: 5\r\nTalkTime: 12\r\nReason: caller",
+    )
+    (r,) = out
+    assert (r["wait_s"], r["talk_s"], r["ended_by"]) == (5.0, 12.0, "caller")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from acdbridge.core.ami import AmiMessage
 
@@ -115,33 +115,55 @@ class AgentTracker:
     def feed(self, msg: AmiMessage, ts: float) -> None:
         if msg.kind != "event":
             return
-        h, name = msg.headers, msg.name
-        if name in ("QueueMemberAdded", "QueueMember", "QueueMemberStatus", "QueueMemberPause"):
-            agent = self._agent(h)
-            queue = h.get("Queue", "")
-            paused = h.get("Paused") == "1"
-            if paused and (name == "QueueMemberPause" or queue not in agent.memberships):
-                agent.pause_reason = h.get("PausedReason", "")
-            agent.memberships[queue] = paused
-            self._settle(agent, ts)
-        elif name == "QueueMemberRemoved":
-            agent = self._agent(h)
-            agent.memberships.pop(h.get("Queue", ""), None)
-            self._settle(agent, ts)
-        elif name in ("AgentCalled", "AgentRingNoAnswer", "AgentDump", "AgentConnect", "AgentComplete"):
-            agent = self._agent(h)
-            if name == "AgentConnect" and h.get("DestUniqueid"):
-                agent.channel = h["DestUniqueid"]
-                self.by_channel[agent.channel] = agent.interface
-            if name == "AgentComplete" and agent.channel:
-                self.by_channel.pop(agent.channel, None)
-                agent.channel = None
-            self._activity(agent, name, ts)
-        elif name in ("Hold", "Unhold"):
-            interface = self.by_channel.get(h.get("Uniqueid", ""))
-            held = self.agents.get(interface) if interface is not None else None
-            if held is not None:  # None too when the agent was evicted (core/limits.py)
-                self._activity(held, name, ts)
+        handler = self._handlers.get(msg.name)
+        if handler is not None:
+            handler(self, msg.name, msg.headers, ts)
+
+    def _on_member(self, name: str, h: dict[str, str], ts: float) -> None:
+        agent = self._agent(h)
+        queue = h.get("Queue", "")
+        paused = h.get("Paused") == "1"
+        if paused and (name == "QueueMemberPause" or queue not in agent.memberships):
+            agent.pause_reason = h.get("PausedReason", "")
+        agent.memberships[queue] = paused
+        self._settle(agent, ts)
+
+    def _on_member_removed(self, _name: str, h: dict[str, str], ts: float) -> None:
+        agent = self._agent(h)
+        agent.memberships.pop(h.get("Queue", ""), None)
+        self._settle(agent, ts)
+
+    def _on_call(self, name: str, h: dict[str, str], ts: float) -> None:
+        agent = self._agent(h)
+        if name == "AgentConnect" and h.get("DestUniqueid"):
+            agent.channel = h["DestUniqueid"]
+            self.by_channel[agent.channel] = agent.interface
+        if name == "AgentComplete" and agent.channel:
+            self.by_channel.pop(agent.channel, None)
+            agent.channel = None
+        self._activity(agent, name, ts)
+
+    def _on_hold(self, name: str, h: dict[str, str], ts: float) -> None:
+        interface = self.by_channel.get(h.get("Uniqueid", ""))
+        held = self.agents.get(interface) if interface is not None else None
+        if held is not None:  # None too when the agent was evicted (core/limits.py)
+            self._activity(held, name, ts)
+
+    # the one event -> handler table: membership events, the calls' events, hold on a channel
+    _handlers: ClassVar[dict[str, Callable[[AgentTracker, str, dict[str, str], float], None]]] = {
+        "QueueMemberAdded": _on_member,
+        "QueueMember": _on_member,
+        "QueueMemberStatus": _on_member,
+        "QueueMemberPause": _on_member,
+        "QueueMemberRemoved": _on_member_removed,
+        "AgentCalled": _on_call,
+        "AgentRingNoAnswer": _on_call,
+        "AgentDump": _on_call,
+        "AgentConnect": _on_call,
+        "AgentComplete": _on_call,
+        "Hold": _on_hold,
+        "Unhold": _on_hold,
+    }
 
     def snapshot(self) -> dict[str, Any]:
         # asdict() without its deep copy: a checkpoint takes every agent every few seconds

@@ -55,8 +55,9 @@ class Pipeline:
         self.parser = self.new_parser()
         self.agents = AgentTracker(on_state=on_agent_state)
         self.calls = CallTracker(
-            wrapup_s, on_visit=self._visit_done, on_problem=on_problem, on_wrap_end=self.agents.wrap_ended
-        )
+            wrapup_s, on_visit=self._visit_done, on_problem=on_problem, on_wrap_end=self.agents.wrap_ended,
+            problems=self.problems,
+        )  # fmt: skip
         self._on_visit = on_visit
         self._on_leg, self._on_feedback = on_leg, on_feedback
         self.members = MemberBook()
@@ -113,14 +114,18 @@ class Pipeline:
             received_at = 0.0
         clean = checked(msg, received_at, self.problems)
         if clean is not msg and "Timestamp" in msg.headers and "Timestamp" not in clean.headers:
-            # a bad Timestamp: the receive time stands in, or in a replay the clock so far
+            # a bad Timestamp: the receive time stands in, or in a replay the clock so far (a
+            # stream with Timestamps, even bad ones, is not one without: core/timeless.py)
             received_at = received_at if received_at > 0 else self.calls.now
+            self.calls.stamped = True
         msg = clean
         if msg.kind == "banner":  # a new AMI connection (live or replayed): maybe after a gap,
             self.gap.connected(self.calls.last_event_ts)
             self.members.new_connection()  # and the member book is stale until its QueueStatus
         self.calls.feed(msg, received_at)
-        ts = self.calls.now if "Timestamp" in msg.headers else received_at
+        # the event's Timestamp (the tracker's clock has it), else its receive time; with neither,
+        # the clock so far (in a stream that never had a Timestamp, core/timeless.py's)
+        ts = received_at if received_at > 0 and "Timestamp" not in msg.headers else self.calls.now
         self.agents.feed(msg, ts)
         self.legs.feed(msg, ts)
         if msg.kind == "event":

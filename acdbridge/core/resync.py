@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from acdbridge.core.ami import AmiMessage
-from acdbridge.core.values import parse_seconds
+from acdbridge.core.values import duration
 from acdbridge.core.visit import Visit
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def on_queue_entry(t: CallTracker, msg: AmiMessage, ts: float, _source: str) -> 
     if current is not None:  # waiting in another queue now: moved on while nobody listened
         t.moved.append(current)
         t.forget(current)
-    waited = parse_seconds(h.get("Wait", "0")) or 0.0
+    waited = duration(h.get("Wait", "0"))
     t.known_queues.add(queue)
     t.active[uid] = Visit(uid, h.get("Linkedid", uid), queue, h.get("CallerIDNum", ""),
                           h.get("CallerIDName", ""), ts - waited, "resync")  # fmt: skip

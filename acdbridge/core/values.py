@@ -23,6 +23,7 @@ MAX_TS = 7_258_118_400.0
 # PBX clock or a forged value: the receive time stands in. One hour keeps a clock that is a few
 # minutes off working on its own times, and bounds how far one bad event moves the KPI windows.
 RECEIVE_SKEW_S = 3600.0
+MAX_DURATION_S = 86_400.0  # a longer wait, talk or ring is not believable: taken as a day
 MAX_VALUE_CHARS = 256  # ids, queue, agent and caller names, every header value: truncated beyond
 # Numeric headers the core reads or keeps (Priority, Cause, QueueParams' averages... it ignores:
 # checking those too would cost every event time for nothing); decimal = seconds
@@ -38,7 +39,7 @@ _NUMERIC = DECIMAL_HEADERS | INTEGER_HEADERS
 PROBLEM_KINDS = (
     "timestamp_out_of_range", "not_ascii_digits", "value_too_long", "frame_too_large", "malformed_frame",
     "evicted_caller", "evicted_agent", "evicted_member", "evicted_queue", "evicted_channel",
-    "queue_log_malformed", "journal_torn_tail",
+    "queue_log_malformed", "journal_torn_tail", "timestamp_missing",
 )  # fmt: skip
 
 
@@ -78,6 +79,12 @@ def is_ascii_digits(text: str) -> bool:
 def parse_seconds(text: str) -> float | None:
     """A non-negative decimal as Asterisk writes it, or None."""
     return float(text) if _decimal_ok(text) else None
+
+
+def duration(text: str, per_s: float = 1.0) -> float:
+    """A HoldTime, TalkTime, RingTime or Wait in seconds (`per_s` 1000 for RingTime's ms): 0 if
+    absent or bad, at most MAX_DURATION_S (a time laid out from it stays a believable one)."""
+    return min((parse_seconds(text) or 0.0) / per_s, MAX_DURATION_S)
 
 
 def parse_int(text: str) -> int | None:

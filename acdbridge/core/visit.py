@@ -1,5 +1,5 @@
-"""One queue visit: its states, the transition table every rule of its life is in, and its
-record (the replay contract, docs/daemon.md). Sans-IO; core/calls.py feeds it from AMI."""
+"""One queue visit: its data, its states, and its record (the replay contract, docs/daemon.md).
+Sans-IO; the rules of its life are core/machine.py's transition table, fed by core/calls.py."""
 
 from __future__ import annotations
 
@@ -8,38 +8,6 @@ from typing import Any, Literal
 
 State = Literal["waiting", "leaving", "talking", "wrapup", "done"]
 Outcome = Literal["answered", "abandoned", "timeout", "exit_empty", "exit_key", "blocked"]
-
-# (state, input) -> next state. Inputs are AMI event names, the QUEUESTATUS variable, and
-# "WrapEnd" (the wrap-up ended: expired, next call offered, paused or logged out).
-TRANSITIONS: dict[tuple[State, str], State] = {
-    ("waiting", "AgentCalled"): "waiting",
-    ("waiting", "AgentRingNoAnswer"): "waiting",
-    ("waiting", "AgentDump"): "waiting",
-    ("waiting", "QueueCallerLeave"): "waiting",  # also before AgentConnect
-    ("waiting", "AgentConnect"): "talking",
-    ("waiting", "QueueCallerAbandon"): "leaving",
-    ("waiting", "QUEUESTATUS"): "done",  # left without Abandon: a key press
-    ("waiting", "Hangup"): "done",  # Abandon missed (reconnect): the caller hung up
-    ("leaving", "QueueCallerLeave"): "leaving",
-    ("leaving", "AgentDump"): "leaving",
-    ("leaving", "QUEUESTATUS"): "done",
-    ("leaving", "Hangup"): "done",
-    ("leaving", "QueueCallerJoin"): "done",  # straight into another queue
-    ("talking", "Hold"): "talking",
-    ("talking", "Unhold"): "talking",
-    ("talking", "BlindTransfer"): "talking",
-    ("talking", "AttendedTransfer"): "talking",
-    ("talking", "Hangup"): "talking",  # AgentComplete follows, sometimes late
-    ("talking", "AgentComplete"): "wrapup",
-    ("waiting", "AgentComplete"): "wrapup",  # AgentConnect missed (an AMI outage): rebuilt from it
-    ("wrapup", "WrapEnd"): "done",
-}
-BLOCKED_STATUSES = {"FULL": "full", "JOINEMPTY": "joinempty", "JOINUNAVAIL": "joinunavail"}
-LEAVE_STATUSES: dict[str, Outcome] = {
-    "TIMEOUT": "timeout",
-    "LEAVEEMPTY": "exit_empty",
-    "LEAVEUNAVAIL": "exit_empty",
-}
 
 
 @dataclass
@@ -118,7 +86,10 @@ def record_of(v: Visit) -> dict[str, Any]:
     waited_until = v.answer_ts if v.answer_ts is not None else (v.leave_ts if v.leave_ts is not None else end)
     spans = [(a.start_ts, a.end_ts) for a in v.ring_attempts if a.end_ts is not None]
     hold_s = sum((max(0.0, h[1] - h[0]) for h in v.holds), 0.0)
-    talk_s = max(0.0, end - v.answer_ts - hold_s) if v.answer_ts is not None else 0.0
+    # on the durations clock (core/timeless.py) no event measures a hold: talk_s is TalkTime,
+    # hold included (as queue_log's), and hold_s is unknown
+    held: float | None = None if v.time_source == "durations" and v.answer_ts is not None else hold_s
+    talk_s = max(0.0, end - v.answer_ts - (held or 0.0)) if v.answer_ts is not None else 0.0
     return {
         "uniqueid": v.uniqueid,
         "linkedid": v.linkedid,
@@ -133,7 +104,7 @@ def record_of(v: Visit) -> dict[str, Any]:
         "wait_s": round(max(0.0, waited_until - v.enter_ts), 6) if v.outcome != "blocked" else 0.0,
         "ring_s": round(_union_length(spans), 6),
         "talk_s": round(talk_s, 6),
-        "hold_s": round(hold_s, 6),
+        "hold_s": None if held is None else round(held, 6),
         "hold_count": len(v.holds),
         "wrap_s": None if v.wrap_s is None else round(v.wrap_s, 6),
         "agent": v.agent,

@@ -72,13 +72,14 @@ class WrapUps:
         heapq.heappush(self.heap, (v.wrap_due, interface, v.key))
         self.expire(now)
 
-    def end(self, interface: str, ts: float) -> None:
-        """The agent's wrap-up ends at ts (or at its due time, if that came first)."""
+    def end(self, interface: str, ts: float, known: bool = True) -> None:
+        """The agent's wrap-up ends at ts (or at its due time, if that came first); `known`
+        False: it ended before its due time, but when is not known (no wrap figure)."""
         v = self.wrapping.pop(interface, None)
         if v is None or v.end_ts is None:
             return
         due = v.wrap_due if v.wrap_due is not None else ts
-        v.wrap_s = max(0.0, min(ts, due) - v.end_ts)
+        v.wrap_s = max(0.0, min(ts, due) - v.end_ts) if known else None
         if self._on_wrap_end is not None:
             self._on_wrap_end(interface, min(ts, due))
         self._on_done(v)
