@@ -224,6 +224,25 @@ def test_rings_in_the_gap_join_a_caller_tracked_across_it() -> None:
     assert pipeline.gap.gap is None  # settled
 
 
+def test_a_ring_ended_in_the_second_the_gap_began_counts_once() -> None:
+    # seen on the lab: a ring begun in one gap ended 0.2 s after the next cut; queue_log logs it
+    # at the whole second before the cut's time
+    pipeline = Pipeline()
+    v = Visit("c1", "c1", "water", "555", "", 1000.2, "event")
+    v.ring_attempts = [RingAttempt("Ana", "PJSIP/1", 1001.0, 1011.9, "no_answer")]  # seen end
+    pipeline.calls.active["c1"] = v
+    pipeline.gap.connected(1011.95)
+    pipeline.gap.resynced([], 1020.0)
+    lines = [
+        "1000|c1|water|NONE|ENTERQUEUE||555|1",
+        "1011|c1|water|Ana|RINGNOANSWER|10000",  # the one the tracker has (1011.9)
+        "1011|c1|water|Pedro|RINGNOANSWER|10000",  # begun unseen, ended at 1011.98, after the cut
+    ]
+    pipeline.backfill(lines)
+    got = [(a.agent, a.end_ts) for a in v.ring_attempts]
+    assert got == [("Ana", 1011.9), ("Pedro", 1011.0)]
+
+
 def test_a_ring_begun_in_a_gap_and_ended_after_it_counts() -> None:
     pipeline = Pipeline()
     head = "Uniqueid: c2\r\nLinkedid: c2\r\nQueue: water\r\nCallerIDNum: 555\r\nCallerIDName: X\r\n"

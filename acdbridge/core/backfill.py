@@ -377,8 +377,12 @@ def reconstruct(
 def rings_in_gap(
     lines: Iterable[str], since: float, problems: Problems
 ) -> dict[VisitKey, list[tuple[str, float, float]]]:
-    """The ring-no-answers from `since` on of the visits queue_log has not seen end: a caller
-    who waited across the gap rang agents in it that AMI never told (agent, start, end)."""
+    """The ring-no-answers from `since`'s second on of the visits queue_log has not seen end: a
+    caller who waited across the gap rang agents in it that AMI never told (agent, start, end).
+    queue_log's whole seconds: a ring that ended at 502.4, just after a cut at 502.2, is logged
+    at 502 (seen on the lab); one the tracker did see end in that second is not added twice
+    (Pipeline._add_ring)."""
+    lo = float(int(since))
     builder = _Builder(problems)
     for text in lines:
         line = parse_line(text, problems)
@@ -391,7 +395,7 @@ def rings_in_gap(
                 a.result == "no_answer"
                 and a.start_ts is not None
                 and a.end_ts is not None
-                and a.end_ts >= since
+                and a.end_ts >= lo
             ):
                 out.setdefault(key, []).append((a.agent, a.start_ts, a.end_ts))
     return out
