@@ -391,12 +391,7 @@ def rings_in_gap(
     out: dict[VisitKey, list[tuple[str, float, float]]] = {}
     for key, v in builder.open.items():
         for a in v.attempts:
-            if (
-                a.result == "no_answer"
-                and a.start_ts is not None
-                and a.end_ts is not None
-                and a.end_ts >= lo
-            ):
+            if a.result == "no_answer" and a.start_ts is not None and a.end_ts is not None and a.end_ts >= lo:
                 out.setdefault(key, []).append((a.agent, a.start_ts, a.end_ts))
     return out
 
