@@ -1,0 +1,1 @@
+"""Sign-in, roles, sessions and the audit trail (docs/security.md)."""
