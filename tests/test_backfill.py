@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from acdbridge.core.backfill import MARGIN_S, reconstruct
+from acdbridge.core.backfill import reconstruct
 from acdbridge.core.pipeline import Pipeline
+from acdbridge.core.qlines import MARGIN_S
 from acdbridge.core.values import Problems
 from acdbridge.core.visit import Visit, record_of
 from acdbridge.replay import read_chunks, replay_records

@@ -20,8 +20,8 @@ import pytest
 
 from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, Journal
 from acdbridge.adapters.queuelog import read_gap, start_offset
-from acdbridge.core.backfill import MARGIN_S, excerpt, lines_of
 from acdbridge.core.pipeline import Pipeline
+from acdbridge.core.qlines import MARGIN_S, excerpt, lines_of
 from acdbridge.core.visit import RingAttempt, Visit
 from acdbridge.replay import replay_records
 

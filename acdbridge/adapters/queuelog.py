@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from acdbridge.core.backfill import MARGIN_S, excerpt
+from acdbridge.core.qlines import MARGIN_S, excerpt
 from acdbridge.core.values import event_time
 
 MAX_EXCERPT_BYTES = 8 << 20

@@ -22,15 +22,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from acdbridge.core.values import MAX_VALUE_CHARS, Problems, event_time, is_ascii_digits
+from acdbridge.core.qlines import PROBLEM_KIND, QueueLogLine, parse_line
+from acdbridge.core.values import Problems, is_ascii_digits
 
 Record = dict[str, Any]
 VisitKey = tuple[str, str]  # (caller uniqueid, queue): a caller can visit two queues
 Known = tuple[str, str] | tuple[str, str, float]  # with enter_ts: the store's key
-# A visit that ended in the gap may have started long before it: read queue_log from this far
-# before `since` (a day: no queue call lasts longer; core/limits.py drops callers at that age).
-MARGIN_S = 86_400.0
-MAX_LINE_CHARS = 4096  # a real line is under 300 characters; anything longer is not queue_log
 MAX_OPEN = 100_000  # visits begun and not yet ended (a 1,000-seat centre has ~1,000 at once)
 # queue_log floors times to the second, and enter_ts rebuilt from wait figures can be a second
 # off when a line was written at a second's edge: a known visit matches within this.
@@ -39,7 +36,6 @@ KNOWN_ENTER_SLACK_S = 2.0
 # time for one that began before it (a queue's ring timeout is far shorter).
 MAX_RING_S = 600.0
 WRAP_ENDS = ("PAUSE", "PAUSEALL", "REMOVEMEMBER")  # as the tracker's QueueMemberPause/Removed
-PROBLEM_KIND = "queue_log_malformed"  # with timestamp_out_of_range, not_ascii_digits, value_too_long
 
 _UNANSWERED = {  # event -> (outcome as the live tracker names it, index of the wait field)
     "ABANDON": ("abandoned", 2),
@@ -53,16 +49,6 @@ _MIN_FIELDS = {
     "COMPLETEAGENT": 2, "COMPLETECALLER": 2, "BLINDTRANSFER": 4, "ATTENDEDTRANSFER": 4,
     "ABANDON": 3, "WITHDRAW": 3, "EXITWITHTIMEOUT": 3, "EXITEMPTY": 3, "EXITWITHKEY": 4,
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class QueueLogLine:
-    ts: float
-    callid: str
-    queue: str
-    agent: str
-    event: str
-    data: tuple[str, ...]
 
 
 @dataclass
@@ -83,29 +69,6 @@ class _Visit:
     caller_name: str | None = None
     attempts: list[_Attempt] = field(default_factory=list)
     agent: str | None = None
-
-
-def parse_line(text: str, problems: Problems) -> QueueLogLine | None:
-    """One queue_log line, or None (counted in `problems` unless it is blank)."""
-    text = text.rstrip("\r\n")
-    if not text.strip():
-        return None
-    if len(text) > MAX_LINE_CHARS:
-        problems.count(PROBLEM_KIND, f"a line of {len(text)} characters")
-        return None
-    parts = text.split("|")
-    if len(parts) < 5 or not parts[1] or not parts[4]:
-        problems.count(PROBLEM_KIND, f"not a queue_log line: {text[:60]!r}")
-        return None
-    ts = event_time(parts[0], 0.0)
-    if ts is None:
-        problems.count("timestamp_out_of_range", f"queue_log time {parts[0][:40]!r}")
-        return None
-    for i, part in enumerate(parts):
-        if len(part) > MAX_VALUE_CHARS:
-            problems.count("value_too_long", f"queue_log field of {len(part)} characters")
-            parts[i] = part[:MAX_VALUE_CHARS]
-    return QueueLogLine(ts, parts[1], parts[2], parts[3], parts[4], tuple(parts[5:]))
 
 
 def _seconds(line: QueueLogLine, index: int, problems: Problems, scale: float = 1.0) -> float | None:
@@ -350,7 +313,7 @@ def reconstruct(
     those in `known_ids` ((uniqueid, queue), or (uniqueid, queue, enter_ts) as the store keys
     visits: then only a visit entered within KNOWN_ENTER_SLACK_S of it is left out).
 
-    `lines` should start MARGIN_S before `since`, so that a visit begun before the gap has its
+    `lines` should start qlines.MARGIN_S before `since`, so that a visit begun before the gap has its
     ENTERQUEUE (caller, ring attempts); without it the visit is still rebuilt from its end line,
     with caller and ring_s null. They should run to the end of the file as it is now, so that a
     wrap-up that began in the gap can be seen to end. `wrapup_s` is each queue's wrapuptime as
@@ -394,31 +357,3 @@ def rings_in_gap(
             if a.result == "no_answer" and a.start_ts is not None and a.end_ts is not None and a.end_ts >= lo:
                 out.setdefault(key, []).append((a.agent, a.start_ts, a.end_ts))
     return out
-
-
-def excerpt(lines: Iterable[str], since: float) -> list[str]:
-    """What reconstruct() needs of queue_log lines read from MARGIN_S before `since`: every line
-    from the second `since` falls in on, and the earlier lines of the calls that have one of those
-    (their ENTERQUEUE and ring attempts), in file order. A day of a big centre's queue_log is tens
-    of MB; the excerpt of a gap is what the journal keeps, so a replay rebuilds the same visits."""
-    lo = float(int(since))
-    before: dict[str, list[tuple[int, str]]] = {}
-    after: list[tuple[int, str]] = []
-    wanted: set[str] = set()
-    for n, text in enumerate(lines):
-        head = text.split("|", 2)
-        ts = event_time(head[0], 0.0) if len(head) == 3 else None
-        if ts is None:
-            continue
-        if ts >= lo:
-            after.append((n, text))
-            wanted.add(head[1])
-        else:
-            before.setdefault(head[1], []).append((n, text))
-    earlier = [line for callid in wanted for line in before.get(callid, ())]
-    return [text for _, text in sorted(earlier + after)]
-
-
-def lines_of(data: bytes) -> list[str]:
-    """An excerpt as the journal keeps it (UTF-8, a line each) back into lines."""
-    return data.decode("utf-8", "replace").splitlines()

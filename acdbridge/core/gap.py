@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S, parse_line
+from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S
+from acdbridge.core.qlines import parse_line
 from acdbridge.core.values import Problems
 from acdbridge.core.visit import Visit, visit_dict, visit_of
 

@@ -23,10 +23,10 @@ from structlog.contextvars import bound_contextvars
 
 from acdbridge.adapters.journal import CONNECT, QUEUE_LOG
 from acdbridge.core.ami import AmiMessage, FrameParser
-from acdbridge.core.backfill import lines_of
 from acdbridge.core.kpi import KpiConfig, KpiEngine
 from acdbridge.core.limits import Limits
 from acdbridge.core.pipeline import Pipeline, Record
+from acdbridge.core.qlines import lines_of
 
 log = structlog.get_logger("acdbridge")
 Kind = Literal["visit", "agent_state", "ivr", "feedback"]
