@@ -3,6 +3,7 @@ needs it fails with the reason: integration tests never skip."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -45,40 +46,51 @@ def lab(lab_settings: pbx.LabSettings, request: pytest.FixtureRequest) -> Iterat
         pbx.down(lab_settings, print)
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """(prometheus port, the port it scrapes acdbridge on)."""
+@contextlib.contextmanager
+def running_prometheus(work: Path, targets: list[int]) -> Iterator[int]:
+    """Debian's Prometheus on loopback scraping `targets` every second, its tsdb in `work`; its
+    port once ready. Fails (never skips) when the binary is missing or it does not start."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is missing: install Debian's prometheus package (make test does)")
-    web, target = free_port(), free_port()
-    config = tmp_path / "prometheus.yml"
+    web = free_port()
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "prometheus.yml"
+    listed = ", ".join(f"'127.0.0.1:{t}'" for t in targets)
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: acdbridge\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{target}']\n"
+        f"      - targets: [{listed}]\n"
     )
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{web}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{web}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(f"prometheus did not start: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+    with (work / "prometheus.log").open("w") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{web}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{web}/-/ready", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.3)
+            else:
+                pytest.fail(f"prometheus did not start: {(work / 'prometheus.log').read_text()[-2000:]}")
+            yield web
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """(prometheus port, the port it scrapes acdbridge on)."""
+    target = free_port()
+    with running_prometheus(tmp_path, [target]) as web:
         yield web, target
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(autouse=True)

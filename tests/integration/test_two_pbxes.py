@@ -23,12 +23,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import shutil
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -42,6 +39,7 @@ from acdbridge.replay import replay_records
 from tests.pg import PgCluster
 from tests.truth import compare, truth_visits
 
+from .conftest import running_prometheus
 from .daemon_harness import REPO, DaemonProcess, free_port, query
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -62,42 +60,10 @@ def quiet(_line: str) -> None:
 
 @pytest.fixture
 def prometheus_two(tmp_path: Path) -> Iterator[tuple[int, tuple[int, int]]]:
-    """One Prometheus scraping two targets every second: (its port, (target 1, target 2)). As the
-    conftest `prometheus` fixture: Debian's binary, loopback, a tmp tsdb; fails, never skips."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is missing: install Debian's prometheus package (make test does)")
-    web, targets = free_port(), (free_port(), free_port())
-    work = tmp_path / "prometheus"
-    work.mkdir()
-    config = work / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: acdbridge\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{targets[0]}', '127.0.0.1:{targets[1]}']\n"
-    )
-    log = (work / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{web}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{web}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(f"prometheus did not start: {(work / 'prometheus.log').read_text()[-2000:]}")
+    """One Prometheus scraping two targets every second: (its port, (target 1, target 2))."""
+    targets = (free_port(), free_port())
+    with running_prometheus(tmp_path / "prometheus", list(targets)) as web:
         yield web, targets
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 class FakePbxThread:
