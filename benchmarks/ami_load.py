@@ -56,6 +56,7 @@ from fake_pbx import (  # noqa: E402
     BANNER,
     LAB_LOCK,
     FakePbx,
+    daemon_toml,
     free_port,
     getconfig_reply,
     lab_lock,
@@ -156,11 +157,8 @@ def start_daemon(work: Path, ami_port: int, journal: bool) -> tuple[subprocess.P
     work.mkdir(parents=True)
     config = work / "acdbridge.toml"
     config.write_text(
-        f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\nsecret = "x"\n'
-        f"ping_interval_s = 2\naction_timeout_s = 5\nreconnect_min_s = 0.2\nreconnect_max_s = 2\n"
-        f'[store]\npath = "{work / "store.sqlite"}"\n'
-        f'[http]\nlisten = "127.0.0.1:{free_port()}"\n'
-        f"[journal]\nenabled = {'true' if journal else 'false'}\n"
+        daemon_toml(work, ami_port, free_port())
+        + f"[journal]\nenabled = {'true' if journal else 'false'}\n"
         + (f'dir = "{work / "journal"}"\n{JOURNAL_EXTRA["toml"]}' if journal else "")
     )
     log = (work / "daemon.log").open("w")
@@ -204,14 +202,11 @@ async def run_daemon(frames: list[bytes], rate: float, times: list[float], journ
     proc, log = await asyncio.to_thread(start_daemon, work, pbx.port, journal)
     try:
         try:
-            await asyncio.wait_for(pbx.connected.wait(), START_TIMEOUT_S)
-            assert pbx.session is not None
-            await asyncio.wait_for(pbx.session.resynced.wait(), START_TIMEOUT_S)
+            session = await asyncio.wait_for(pbx.resynced(), 2 * START_TIMEOUT_S)
         except TimeoutError:
             log.flush()
             raise RuntimeError(f"the daemon did not log in and resync (log: {work / 'daemon.log'})") from None
         await asyncio.sleep(1.0)  # start-up settles (its first checkpoint)
-        session = pbx.session
         cpu0, loop0 = cpu_seconds(proc.pid), main_thread_cpu(proc.pid)
         result.send_s = await stream(session, frames, rate, times)
         result.events = len(frames)

@@ -84,6 +84,13 @@ class FakePbx:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = int(self.server.sockets[0].getsockname()[1])
 
+    async def resynced(self) -> Session:
+        """The daemon's session once it has logged in and sent its resync (no timeout: wrap it)."""
+        await self.connected.wait()
+        assert self.session is not None
+        await self.session.resynced.wait()
+        return self.session
+
     async def close(self) -> None:
         if self.session is not None:
             self.session.writer.close()
@@ -183,3 +190,14 @@ def lab_lock(take: bool) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def daemon_toml(work: Path, ami_port: int, http_port: int) -> str:
+    """The [ami], [store] and [http] sections of a daemon under test against a FakePbx on
+    `ami_port`: quick pings and reconnects, its store in `work`."""
+    return (
+        f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\nsecret = "x"\n'
+        f"ping_interval_s = 2\naction_timeout_s = 5\nreconnect_min_s = 0.2\nreconnect_max_s = 2\n"
+        f'[store]\npath = "{work / "store.sqlite"}"\n'
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
+    )

@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import fake_pbx  # noqa: E402
 from ami_load import CHANNEL_PREFIX, WRAP_MARGIN_S, Run, collect, cpu_seconds, one_copy  # noqa: E402
-from fake_pbx import FakePbx, free_port, lab_lock, longest_wrapup, stream  # noqa: E402
+from fake_pbx import FakePbx, daemon_toml, free_port, lab_lock, longest_wrapup, stream  # noqa: E402
 from replay_bench import ID_PREFIX  # noqa: E402
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -226,11 +226,7 @@ def start_daemon(work: Path, ami_port: int, http_port: int, broker: int,
     work.mkdir(parents=True)
     config = work / "acdbridge.toml"
     config.write_text(
-        f'[ami]\nhost = "127.0.0.1"\nport = {ami_port}\nusername = "acdbridge"\nsecret = "x"\n'
-        f"ping_interval_s = 2\naction_timeout_s = 5\nreconnect_min_s = 0.2\nreconnect_max_s = 2\n"
-        f'[store]\npath = "{work / "store.sqlite"}"\n'
-        f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
-        f'[journal]\nenabled = true\ndir = "{work / "journal"}"\n'
+        daemon_toml(work, ami_port, http_port) + f'[journal]\nenabled = true\ndir = "{work / "journal"}"\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker}\nclient_id = "acdbridge-{work.name}"\n'
         f'topic_prefix = "acd-{work.name}"\n'
     )
@@ -255,13 +251,10 @@ async def run_one(label: str, tree: Path, frames: list[bytes], peak_at: int, rat
     tasks: list[asyncio.Task[None]] = []
     try:
         try:
-            await asyncio.wait_for(pbx.connected.wait(), START_TIMEOUT_S)
-            assert pbx.session is not None
-            await asyncio.wait_for(pbx.session.resynced.wait(), START_TIMEOUT_S)
+            session = await asyncio.wait_for(pbx.resynced(), 2 * START_TIMEOUT_S)
         except TimeoutError:
             log.flush()
             raise RuntimeError(f"the daemon did not log in and resync (log: {work / 'daemon.log'})") from None
-        session = pbx.session
         tasks += [
             asyncio.create_task(watch_sse(http_port, sse)),
             asyncio.create_task(watch_mqtt(broker, f"acd-{work.name}", mqtt)),

@@ -92,13 +92,7 @@ class FakePbxThread:
     def resynced(self, timeout: float) -> Session:
         """The daemon's session once it has logged in and sent its resync."""
 
-        async def wait() -> Session:
-            await self.pbx.connected.wait()
-            assert self.pbx.session is not None
-            await self.pbx.session.resynced.wait()
-            return self.pbx.session
-
-        return self.call(asyncio.wait_for(wait(), timeout), timeout + 1)
+        return self.call(asyncio.wait_for(self.pbx.resynced(), timeout), timeout + 1)
 
     def close(self) -> None:
         try:
