@@ -4,6 +4,7 @@ a store of the release before access (schema 2) to the accounts and audit tables
 
 from __future__ import annotations
 
+import io
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -124,3 +125,23 @@ def test_a_schema_2_postgres_database_gets_the_access_tables(pg_cluster: PgClust
     with psycopg.connect(pg_url, password=pg_cluster.password, autocommit=True) as db:
         row = db.execute("SELECT queues, jsonb_typeof(queues), disabled FROM accounts").fetchone()
     assert row == (["water"], "array", False)  # real JSON and a real boolean in PostgreSQL
+
+
+def test_users_commands_on_a_postgres_store_named_by_the_config(
+    pg_cluster: PgCluster, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config = tmp_path / "acdbridge.toml"
+    config.write_text(f'[store]\nurl = "{pg_url}"\npassword = "{pg_cluster.password}"\npbx = "east"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long passphrase for ana\n"))
+    add = ["users", "add", "ana", "--role", "supervisor", "--queue", "water", "--password-stdin"]
+    assert main([*add, "--config", str(config)]) == 0
+    assert main(["users", "disable", "ana", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["users", "list", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["ana", "supervisor", "-", "water", "yes"]
+    store = PostgresStore(pg_url, password=pg_cluster.password)
+    assert [(e.action, e.target) for e in store.audit_entries(0, 1e12)] == [
+        ("user_add", "ana"), ("user_disable", "ana"), ("user_list", "")]  # fmt: skip
+    assert store._select("SELECT DISTINCT pbx FROM audit", []) == [("east",)]
+    store.close()
