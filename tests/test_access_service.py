@@ -208,3 +208,12 @@ def test_the_access_section_of_the_config() -> None:
     assert "c.toml: access.lock_after: must be a positive number (1-1000), got 0" in p.errors
     assert "c.toml: access.min_password_length: out of range 8-1024: 4" in p.errors
     assert any("access: unknown keys ['max_session']" in e for e in p.errors)
+
+
+def test_a_username_that_cannot_be_one_is_refused_without_a_lookup(store: SqliteStore) -> None:
+    service = AccessService(store, AccessConfig())
+    for name in ("ana\x00", "x" * 65, "ana\nadmin"):
+        assert run(service.sign_in(name, PASSWORD, "10.0.0.1", T0)).problem == WRONG
+    assert [(a, d) for a, _, _, d in _actions(store)] == [("sign_in_refused", "not a username")] * 3
+    targets = [e.target for e in store.audit_entries(0, 1e12)]
+    assert targets == ["ana\\x00", "x" * 64 + "...", "ana\\nadmin"]

@@ -42,6 +42,7 @@ class AccessStats:
     sign_ins_locked: int = 0  # refused because the account or the address was locked
     sessions_open: int = 0
     sessions_dropped: int = 0  # pushed out by max_sessions
+    lockout_evicted: int = 0  # failure histories and locks dropped to bound memory: a spray
 
 
 @dataclass
@@ -73,12 +74,15 @@ class AccessService:
 
     def stats(self) -> AccessStats:
         c = self._counts
-        return AccessStats(c["ok"], c["refused"], c["locked"], len(self._sessions), c["dropped"])
+        open_now = len(self._sessions)
+        return AccessStats(c["ok"], c["refused"], c["locked"], open_now, c["dropped"], self.lockout.evicted)
 
     async def sign_in(self, username: str, password: str, address: str, now: float) -> SignIn:
         name = username.strip().lower()
         if not name or not password:
             return await self._refuse(name, address, now, "refused", "empty username or password", WRONG)
+        if len(name) > MAX_NAME or not name.isprintable():  # never a valid name: no store lookup
+            return await self._refuse(name, address, now, "refused", "not a username", WRONG)
         # the semaphore bounds CPU and memory, and a burst of parallel guesses cannot all pass
         # the lock check before the first of them is counted
         async with self._verifying:
@@ -116,6 +120,7 @@ class AccessService:
     ) -> SignIn:
         self._counts["locked" if outcome == "locked" else "refused"] += 1
         target = name if len(name) <= MAX_NAME else name[:MAX_NAME] + "..."
+        target = target if target.isprintable() else repr(target)[1:-1]  # no control bytes in a log
         await self.record(AuditEntry(now, "", "sign_in_refused", target, outcome, address, detail))
         return SignIn(None, problem)
 
