@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from acdbridge.access import passwords
-from acdbridge.access.model import Account, AuditEntry, Role
+from acdbridge.access.model import Access, Account, AuditEntry, Role
 from acdbridge.access.service import DISABLED, RECHECK_S, STORE_DOWN, WRONG, AccessService, AccessStats
 from acdbridge.adapters.store import SqliteStore
 from acdbridge.config import validate
@@ -40,6 +40,8 @@ def _actions(store: SqliteStore) -> list[tuple[str, str, str, str]]:
 
 def test_sign_in_opens_a_session_and_audits_it(store: SqliteStore) -> None:
     service = AccessService(store, AccessConfig())
+    web_side: Access = service  # mypy checks that the service is what the web layer asks for
+    assert web_side is service
 
     async def go() -> None:
         got = await service.sign_in(" Ana ", PASSWORD, "10.0.0.1", T0)
