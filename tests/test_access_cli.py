@@ -92,6 +92,7 @@ def test_refusals_are_clear_and_exit_2(
     for args, message in cases:
         assert users(monkeypatch, *args, "--password-stdin", "--db", str(db)) == 2
         assert message in capsys.readouterr().err
+    assert not db.exists()  # refused before the store was even opened (or made)
     assert users(monkeypatch, "add", "ana", "--role", "viewer", "--password-stdin", "--db", str(db),
                  stdin="short\n") == 2  # fmt: skip
     assert "at least 12 characters long (it has 5); nothing was changed" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,27 +35,29 @@ class UsersError(AcdError):
 
 @dataclass
 class _Site:
-    """What a command works on: the store, and from the config (when given) the agents' names."""
+    """What a command works on: from the config (when given) the agents' names and the password
+    policy, and the store, opened only once the arguments are known to be right."""
 
-    store: Any  # SqliteStore | PostgresStore: an AccessStore with close()
     agents: set[str] | None  # None: no config given, the agent's name is not checked
     access: AccessConfig
+    open_store: Callable[[], Any]  # SqliteStore | PostgresStore: an AccessStore with close()
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> _Site:
+def _site(args: argparse.Namespace, *, create: bool = False) -> _Site:
     from acdbridge import config
     from acdbridge.adapters.store import SqliteStore, open_store
 
     if args.db:
         if not create and not args.db.exists():
             raise UsersError(f"no store at {args.db}")
-        return _Site(SqliteStore(args.db), None, AccessConfig())
+        return _Site(None, AccessConfig(), lambda: SqliteStore(args.db))
     data = config.read(args.config)
     cfg = config.parse(data, str(args.config), for_daemon=False)
     agents = data.get("agents", {})
     if not create and not cfg.store.url and not cfg.store.path.exists():
         raise UsersError(f"no store at {cfg.store.path}")
-    return _Site(open_store(cfg.store), set(agents) if isinstance(agents, dict) else set(), cfg.access)
+    names = set(agents) if isinstance(agents, dict) else set()
+    return _Site(names, cfg.access, lambda: open_store(cfg.store))
 
 
 def actor() -> str:
@@ -102,34 +105,36 @@ def _check_role(args: argparse.Namespace, agents: set[str] | None) -> None:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    site = _open(args, create=True)
+    site = _site(args, create=True)
+    _check_role(args, site.agents)
+    store = site.open_store()
     try:
-        _check_role(args, site.agents)
-        if site.store.account(args.name) is not None:
-            _audit(site.store, "user_add", args.name, "refused", "already exists")
+        if store.account(args.name) is not None:
+            _audit(store, "user_add", args.name, "refused", "already exists")
             raise UsersError(f"account {args.name!r} already exists (change it with users passwd/disable)")
         password_hash = passwords.hash_password(_read_password(args, args.name, site.access))
         account = Account(args.name, Role(args.role), args.agent or "", tuple(dict.fromkeys(args.queue)),
                           created_at=time.time())  # fmt: skip
-        site.store.put_account(account, password_hash)
-        _audit(site.store, "user_add", args.name, detail=f"role {args.role}")
+        store.put_account(account, password_hash)
+        _audit(store, "user_add", args.name, detail=f"role {args.role}")
     finally:
-        site.store.close()
+        store.close()
     print(f"account {args.name} added ({args.role})")
     return 0
 
 
 def _cmd_passwd(args: argparse.Namespace) -> int:
-    site = _open(args)
+    site = _site(args)
+    store = site.open_store()
     try:
-        if site.store.account(args.name) is None:
-            _audit(site.store, "user_passwd", args.name, "refused", "no such account")
+        if store.account(args.name) is None:
+            _audit(store, "user_passwd", args.name, "refused", "no such account")
             raise UsersError(f"no account {args.name!r}")
         password_hash = passwords.hash_password(_read_password(args, args.name, site.access))
-        site.store.set_password(args.name, password_hash)
-        _audit(site.store, "user_passwd", args.name)
+        store.set_password(args.name, password_hash)
+        _audit(store, "user_passwd", args.name)
     finally:
-        site.store.close()
+        store.close()
     print(f"password of {args.name} changed")
     return 0
 
@@ -137,25 +142,27 @@ def _cmd_passwd(args: argparse.Namespace) -> int:
 def _cmd_disabled(args: argparse.Namespace) -> int:
     disable = args.users_command == "disable"
     action = "user_disable" if disable else "user_enable"
-    site = _open(args)
+    site = _site(args)
+    store = site.open_store()
     try:
-        if not site.store.set_disabled(args.name, disable):
-            _audit(site.store, action, args.name, "refused", "no such account")
+        if not store.set_disabled(args.name, disable):
+            _audit(store, action, args.name, "refused", "no such account")
             raise UsersError(f"no account {args.name!r}")
-        _audit(site.store, action, args.name)
+        _audit(store, action, args.name)
     finally:
-        site.store.close()
+        store.close()
     print(f"account {args.name} {'disabled: its sessions end within 10 s' if disable else 'enabled'}")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    site = _open(args)
+    site = _site(args)
+    store = site.open_store()
     try:
-        accounts = site.store.accounts()
-        _audit(site.store, "user_list", "")
+        accounts = store.accounts()
+        _audit(store, "user_list", "")
     finally:
-        site.store.close()
+        store.close()
     print(table(accounts))
     return 0
 
