@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from acdbridge import __version__
+from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
 
 
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_db_upgrade)
 
     _add_replay(sub)
+    add_users_parser(sub)
     _add_prompts(sub)
     _add_lab(sub)
     return parser

@@ -50,6 +50,7 @@ from acdbridge.core.limits import Limits
 from acdbridge.errors import AcdError
 from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 from acdbridge.settings import checks
+from acdbridge.settings.accessconf import AccessConfig, parse_access
 from acdbridge.settings.amiconf import AmiConfig, parse_ami
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
@@ -60,7 +61,8 @@ from acdbridge.settings.secrets import secret
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits"} | FLOW_SECTIONS
+SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
+            "access"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -116,6 +118,7 @@ class Config:
     flow: FlowConfig | None = None  # no [agi] section: no greeting, routing or feature codes
     journal: JournalConfig | None = None  # a config file has one unless `enabled = false`
     limits: Limits = field(default_factory=Limits)  # what the trackers remember at most
+    access: AccessConfig = field(default_factory=AccessConfig)  # sign-in: sessions, lockout
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -277,7 +280,7 @@ def validate(
         p.error("", f"unknown sections {unknown}; known: {', '.join(sorted(SECTIONS))}")
     sections = {
         name: table(p, data.get(name, {}), name)
-        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits")
+        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits", "access")
     }
     ami = parse_ami(p, sections["ami"], env, require_secret=for_daemon)
     store = _store(p, sections["store"], env)
@@ -291,7 +294,9 @@ def validate(
         p.warn("journal.dir", f"not set with store.url: the journal goes to {journal.dir}; set a "
                               "local directory, e.g. /var/lib/acdbridge/journal")  # fmt: skip
     limits = parse_limits(p, sections["limits"])
-    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits)
+    access = parse_access(p, sections["access"])
+    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
+                 access=access)  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

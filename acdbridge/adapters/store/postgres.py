@@ -25,6 +25,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from acdbridge.adapters.store import schema
+from acdbridge.adapters.store.access import AccessRows
 from acdbridge.adapters.store.common import (
     COLUMNS,
     FEEDBACK_COLUMNS,
@@ -107,10 +108,12 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = %s"
 
 
-class PostgresStore(Checked):
+class PostgresStore(Checked, AccessRows):
     """One connection, used under a lock (the daemon's writer task serialises anyway)."""
 
     nul_free = True
+    _mark = "%s"
+    _json = "::jsonb"
 
     def __init__(self, url: str, *, exclusive: bool = False, pbx: str = "", password: str | None = None,
                  connect_timeout_s: float = 5.0, lock_wait_s: float = LOCK_WAIT_S) -> None:  # fmt: skip
@@ -213,6 +216,13 @@ class PostgresStore(Checked):
     def _select(self, sql: str, args: list[Any]) -> list[Any]:
         with self._using() as db:
             return db.execute(sql.encode(), args).fetchall()
+
+    def _change(self, sql: str, args: list[Any]) -> int:
+        with self._using() as db:
+            return db.execute(sql.encode(), args).rowcount
+
+    def _flag(self, value: bool) -> bool:
+        return value
 
     def write(self, visits: list[Record], agent_states: list[Record]) -> int:
         """Store a batch in one transaction; returns how many rows were new."""

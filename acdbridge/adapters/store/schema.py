@@ -10,13 +10,16 @@ release reads wrongly. Add a migration by appending a number; never edit a relea
 Version 2 is several PBXes in one store: `pbx` ("" for a single-PBX site) on visits, agent
 states, IVR legs and feedback, and in each of their unique keys. PostgreSQL, where several daemons
 share one database, also keys the saved tracker state, agent logins and quarantine by it; an
-SQLite file is locked by its one daemon, so its tracker state and logins need no key."""
+SQLite file is locked by its one daemon, so its tracker state and logins need no key.
+
+Version 3 is access (issue 14): `accounts` (site-wide, keyed by username alone) and `audit`
+(who did what, each row with the pbx id of the daemon or command that wrote it)."""
 
 from __future__ import annotations
 
 from acdbridge.errors import StoreUnusable
 
-LATEST = 2
+LATEST = 3
 
 
 def _rebuild(table: str, columns: str, key: str, index: str | None) -> list[str]:
@@ -39,6 +42,13 @@ _LEGS = ("uniqueid TEXT NOT NULL, start_ts REAL NOT NULL, end_ts REAL NOT NULL, 
          "outcome TEXT NOT NULL, record TEXT NOT NULL")  # fmt: skip
 _FEEDBACK = ("uniqueid TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, resolved INTEGER NOT NULL, "
              "queue TEXT NOT NULL, agent TEXT NOT NULL, ts REAL NOT NULL")  # fmt: skip
+
+_ACCOUNTS = ("username TEXT PRIMARY KEY, role TEXT NOT NULL, agent TEXT NOT NULL, queues TEXT NOT NULL, "
+             "disabled INTEGER NOT NULL, password_hash TEXT NOT NULL, created_at REAL NOT NULL, "
+             "updated_at REAL NOT NULL")  # fmt: skip
+_AUDIT = ("ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
+          "outcome TEXT NOT NULL, address TEXT NOT NULL, detail TEXT NOT NULL, "
+          "pbx TEXT NOT NULL")  # fmt: skip
 
 SQLITE: dict[int, list[str]] = {
     1: [  # the schema of every release before migrations, as it created it
@@ -74,6 +84,11 @@ SQLITE: dict[int, list[str]] = {
         *_rebuild(
             "feedback", _FEEDBACK, "pbx, uniqueid, kind", "CREATE INDEX feedback_by_ts ON feedback (ts)"
         ),
+    ],
+    3: [
+        f"CREATE TABLE accounts ({_ACCOUNTS})",
+        f"CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, {_AUDIT})",
+        "CREATE INDEX audit_by_ts ON audit (ts)",
     ],
 }
 
@@ -113,6 +128,15 @@ POSTGRES: dict[int, list[str]] = {
         "ALTER TABLE tracker_state DROP COLUMN id, ADD COLUMN pbx TEXT NOT NULL DEFAULT '', "
         "ADD PRIMARY KEY (pbx)",
         "ALTER TABLE quarantine ADD COLUMN pbx TEXT NOT NULL DEFAULT ''",
+    ],
+    3: [
+        "CREATE TABLE accounts ("
+        + _pg(_ACCOUNTS)
+        .replace("queues TEXT", "queues JSONB")
+        .replace("disabled INTEGER", "disabled BOOLEAN")
+        + ")",
+        f"CREATE TABLE audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {_pg(_AUDIT)})",
+        "CREATE INDEX audit_by_ts ON audit (ts)",
     ],
 }
 assert set(SQLITE) == set(POSTGRES) == set(range(1, LATEST + 1))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from acdbridge.adapters.store import schema
+from acdbridge.adapters.store.access import AccessRows
 from acdbridge.adapters.store.common import (
     COLUMNS,
     FEEDBACK_COLUMNS,
@@ -54,7 +55,7 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = ?"
 
 
-class SqliteStore(Checked):
+class SqliteStore(Checked, AccessRows):
     """One connection, used from one thread at a time (the daemon's writer task serialises).
 
     exclusive=True (the daemon) takes an flock on `<store>.lock`: a second daemon on the same
@@ -156,6 +157,10 @@ class SqliteStore(Checked):
     def _select(self, sql: str, args: list[Any]) -> list[Any]:
         with self._lock:
             return self.db.execute(sql, args).fetchall()
+
+    def _change(self, sql: str, args: list[Any]) -> int:
+        with self._lock:
+            return self.db.execute(sql, args).rowcount
 
     def ivr_legs(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         args: list[Any] = [since, until]
