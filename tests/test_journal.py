@@ -185,8 +185,14 @@ WRITER = textwrap.dedent(
     j = Journal(Path(sys.argv[1]), fsync_interval_s=float(sys.argv[2]), segment_bytes=200_000)
     j.open()
     i = 0
+    ready_at = None
     while True:
-        j.append(b"%08d" % i + b"." * (i % 700), 1e9 + i)
+        position = j.append(b"%08d" % i + b"." * (i % 700), 1e9 + i)
+        if i == 150:
+            ready_at = position
+        if ready_at is not None and j.written > ready_at:  # 150 records are in the OS
+            print("ready", flush=True)
+            ready_at = None
         i += 1
         if i % 50 == 0:
             time.sleep(0.001)
@@ -203,8 +209,13 @@ def test_a_writer_killed_mid_cycle_recovers_to_its_last_complete_chunk(
     rng = random.Random(12)
     for attempt in range(4):
         directory = tmp_path / f"j{attempt}"
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(directory), str(interval)])
-        time.sleep(0.3 + rng.random() * interval * 3)  # lands before, during and after fsyncs
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(directory), str(interval)], stdout=subprocess.PIPE
+        )
+        # the start-up (an import under a loaded CI machine) is not what is measured: wait for
+        # the writer to have 150 records in the OS, then land before, during and after fsyncs
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n", attempt
+        time.sleep(rng.random() * interval * 3)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         torn: list[TornTail] = []
