@@ -114,8 +114,14 @@ class _Manager(Manager):  # type: ignore[misc]
             self.config["protocol_factory"], self.config["host"], self.config["port"], ssl=self.tls,
             server_hostname=self.server_name,
         ))  # fmt: skip
-        task.add_done_callback(self.connection_made)
+        task.add_done_callback(self._made)
         return task
+
+    def _made(self, task: asyncio.Future[Any]) -> None:
+        # a failed or timed-out connect is ours to report (_connect); panoramisk's handler would
+        # schedule a reconnect of its own on the loop, one more timer per failed attempt
+        if not task.cancelled() and task.exception() is None:
+            self.connection_made(task)
 
     def connection_lost(self, exc: Exception | None) -> None:  # no panoramisk reconnect
         self.lost.set()

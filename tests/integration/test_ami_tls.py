@@ -46,9 +46,8 @@ def test_plain_and_tls_daemons_store_the_same_calls_identically(lab: pbx.LabSett
     assert sorted(json.dumps(v, sort_keys=True) for v in over_tls) == sorted(
         json.dumps(v, sort_keys=True) for v in over_tcp
     )
-    assert tls.stored("agent_states") and sorted(map(str, tls.stored("agent_states"))) == sorted(
-        map(str, plain.stored("agent_states"))
-    )
+    states = [sorted(json.dumps(s, sort_keys=True) for s in d.stored("agent_states")) for d in (tls, plain)]
+    assert states[0] and states[0] == states[1]
 
 
 def test_a_certificate_from_the_wrong_ca_is_refused_by_name(lab: pbx.LabSettings, tmp_path: Path) -> None:
