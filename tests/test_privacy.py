@@ -472,3 +472,42 @@ def test_purge_refuses_what_is_no_number(tmp_path: Path, capsys: pytest.CaptureF
     assert "--caller 'anonymous' is not a number (no digits)" in capsys.readouterr().err
     assert main(["purge", "--caller", "123", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert f"no store at {tmp_path / 'none.sqlite'}" in capsys.readouterr().err
+
+
+def test_the_daemon_runs_the_job_at_run_at_and_exports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acdbridge import app
+    from acdbridge.config import load
+    from acdbridge.runtime import privacy
+    from tests.test_metrics import samples
+    from tests.test_runtime import _config, _get
+
+    store = SqliteStore(tmp_path / "store.sqlite")
+    store.write([visit(n, time.time() - 100 * DAY + n, "+4930111111") for n in range(30)], [])
+    store.close()
+    monkeypatch.setattr(privacy, "next_run", lambda now, run_at, tz: now + 0.3)  # run_at: in 0.3 s
+    cfg = load(_config(tmp_path, '[privacy]\nretain_days = 30\nrun_at = "04:15"\n'))
+
+    async def scenario() -> bytes:
+        daemon = app.build(cfg)
+        running = asyncio.create_task(daemon.run())
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if daemon.p.privacy is not None and daemon.p.privacy.runs >= 1:
+                break
+        await asyncio.sleep(1.1)  # a metrics pass with the run in it
+        _, metrics = await _get(cfg.http.port, "/metrics")
+        daemon.stop.set()
+        await asyncio.wait_for(running, 10)
+        return metrics
+
+    metrics = {(n, tuple(lb.values())): v for n, lb, v in samples(asyncio.run(scenario()).decode())}
+    assert metrics["acd_privacy_rows_pseudonymised_total", ("visits",)] == 30
+    assert metrics["acd_privacy_runs_total", ()] >= 1  # every 0.3 s here: once a day in life
+    assert metrics["acd_privacy_last_run_timestamp_seconds", ()] > time.time() - 60
+    assert metrics["acd_task_restarts_total", ("privacy",)] == 0
+    store = SqliteStore(tmp_path / "store.sqlite")
+    assert all(v["caller"].startswith("p:") for v in store.visits(0, time.time()))
+    store.close()
+    assert stat.S_IMODE((tmp_path / "store.privacy-key").stat().st_mode) == 0o600

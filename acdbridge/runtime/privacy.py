@@ -71,6 +71,8 @@ class PrivacyJob:
         self.key: bytes | None = None
         self.runs = 0
         self.last: JobReport | None = None
+        self.last_run_at = 0.0  # the wall clock of the last finished run (0: none yet)
+        self.totals = JobReport()  # every run's counts added up, for /metrics
 
     async def run(self, stop: asyncio.Event) -> None:
         """The daemon's task: sleeps until run_at, runs, and again the next day."""
@@ -107,7 +109,11 @@ class PrivacyJob:
         report.quarantine = await asyncio.to_thread(self.store.drop_quarantine_before, before)
         report.segments = await asyncio.to_thread(self._prune, now)
         report.seconds = round(time.monotonic() - started, 3)
-        self.runs, self.last = self.runs + 1, report
+        self.runs, self.last, self.last_run_at = self.runs + 1, report, self.clock()
+        for table, n in report.rows.items():
+            self.totals.rows[table] += n
+        self.totals.quarantine += report.quarantine
+        self.totals.segments += report.segments
         log.info("privacy_job", before=before, **{f"{t}_pseudonymised": n for t, n in report.rows.items()},
                  quarantine_deleted=report.quarantine, journal_segments_deleted=report.segments,
                  seconds=report.seconds)  # fmt: skip
