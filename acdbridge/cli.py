@@ -11,6 +11,7 @@ from typing import Any
 from acdbridge import __version__
 from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
+from acdbridge.purge import add_parser as add_purge_parser
 
 
 def _say(line: str) -> None:
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_replay(sub)
     add_users_parser(sub)
+    add_purge_parser(sub)
     _add_prompts(sub)
     _add_lab(sub)
     return parser

@@ -106,6 +106,7 @@ def test_check_config_on_a_good_file_prints_a_summary(
         "  ami: acdbridge@127.0.0.1:5038",
         "  listeners: http 0.0.0.0:9200",
         f"  store: {tmp_path / 's.sqlite'}, journal {tmp_path / 's.journal'}",
+        "  privacy: callers' data pseudonymised after 90 days (daily at 03:30 UTC), logs masked",
         "  call flow: none (no [agi] section: the daemon only watches)",
     ]
 
