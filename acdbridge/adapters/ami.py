@@ -218,10 +218,10 @@ class AmiClient:
                 raise
             raise AmiTlsError(said) from None
         except TimeoutError:
-            if self.cfg.tls:  # a PBX that takes TCP but never answers the ClientHello
+            if self.cfg.tls:  # e.g. a PBX that takes TCP but never answers the ClientHello
                 raise AmiTlsError(
-                    f"TLS: no handshake from {self.cfg.host}:{self.cfg.port} "
-                    f"within {self.cfg.action_timeout_s:g} s (is it a TLS port?)"
+                    f"TLS: no handshake with {self.cfg.host}:{self.cfg.port} within "
+                    f"{self.cfg.action_timeout_s:g} s (unreachable, or not a TLS port?)"
                 ) from None
             raise
 
