@@ -24,8 +24,8 @@ from acdbridge.adapters.privacykey import KeyUnusable, load_or_create, read_key
 from acdbridge.adapters.store import PostgresStore, SqliteStore
 from acdbridge.core import pseudonym
 from acdbridge.core.kpi import KpiConfig, kpis_over
-from acdbridge.lab.traffic import private_file
 from acdbridge.logmask import mask_callers, mask_number
+from acdbridge.privatefile import private_file
 from acdbridge.runtime import checkpoint
 from acdbridge.runtime.privacy import JobReport, PrivacyJob, next_run, warn_if_root
 from acdbridge.settings.privacyconf import PrivacyConfig
@@ -252,8 +252,11 @@ def _sqlite(tmp_path: Path) -> SqliteStore:
     return store
 
 
-def test_the_daily_job_yields_the_loop_between_batches_and_makes_its_key_private(tmp_path: Path) -> None:
-    store = _sqlite(tmp_path)
+def test_the_daily_job_yields_the_loop_between_batches_and_makes_its_key_private(
+    make_store: Callable[..., AnyStore], tmp_path: Path
+) -> None:
+    store = make_store()
+    _fill(store)
     store.write([visit(1000 + n, NOW - 60 * DAY, f"+4930{n:06d}") for n in range(2500)], [])
     cfg = PrivacyConfig(key_file=tmp_path / "keys/site.key", retain_days=30)
     job = PrivacyJob(cfg, "Europe/Berlin", store)
@@ -284,7 +287,6 @@ def test_the_daily_job_yields_the_loop_between_batches_and_makes_its_key_private
     again = PrivacyJob(cfg, "UTC", store)
     assert asyncio.run(again.run_once(NOW)).rows == {"visits": 0, "ivr_legs": 0}
     assert again.key == job.key  # the same key is read back, never made again
-    store.close()
 
 
 def test_a_damaged_key_is_refused_not_replaced(tmp_path: Path) -> None:
@@ -511,3 +513,22 @@ def test_the_daemon_runs_the_job_at_run_at_and_exports_it(
     assert all(v["caller"].startswith("p:") for v in store.visits(0, time.time()))
     store.close()
     assert stat.S_IMODE((tmp_path / "store.privacy-key").stat().st_mode) == 0o600
+
+
+def test_export_output_is_a_private_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from acdbridge.cli import main
+
+    db = tmp_path / "s.sqlite"
+    _sqlite(tmp_path).close()
+    out = tmp_path / "visits.csv"
+    out.write_text("old\n")
+    out.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        args = ["export", "--db", str(db), "--from", "0", "--to", str(NOW + 1), "--format", "csv"]
+        assert main([*args, "--output", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and capsys.readouterr().out == ""
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("uniqueid,linkedid,queue,caller,") and len(lines) == 51
