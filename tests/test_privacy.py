@@ -328,7 +328,7 @@ def test_next_run_is_the_next_local_run_at() -> None:
     assert next_run(nxt, (3, 30), berlin) == datetime(2026, 3, 30, 3, 30, tzinfo=berlin).timestamp()
 
 
-def test_the_root_warning(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_root_warning() -> None:
     with structlog.testing.capture_logs() as logs:
         assert warn_if_root(False, lambda: 0) is True
         assert warn_if_root(True, lambda: 0) is False  # the lab
@@ -425,14 +425,14 @@ def test_purge_cli_on_sqlite_dry_run_then_for_real(
     out = capsys.readouterr().out
     assert "caller +** ** **1111 (dry run: nothing changed):" in out and "4930111111" not in out
     assert "13 visits and 11 IVR legs would be made anonymous" in out
-    assert "1 segments would be deleted" in out and "1 segments KEPT" in out and "000000000003" in out
+    assert "1 segment would be deleted" in out and "1 segment KEPT" in out and "000000000003" in out
     store = SqliteStore(db)
     assert store.visits(0, NOW + 1) == before and all(p.exists() for p in paths)
     assert [(e.action, e.outcome) for e in _audit(store)] == [("caller_purge", "dry_run")]
     store.close()
     assert main(["purge", "--caller", "+49 30 111111", "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "13 visits and 11 IVR legs were made anonymous" in out and "1 segments were deleted" in out
+    assert "13 visits and 11 IVR legs were made anonymous" in out and "1 segment were deleted" in out
     store = SqliteStore(db)
     match = pseudonym.caller_matcher("+4930111111", key)
     assert not any(match(v["caller"]) for v in store.visits(0, NOW + 1))
@@ -472,7 +472,11 @@ def test_purge_refuses_what_is_no_number(tmp_path: Path, capsys: pytest.CaptureF
 
     assert main(["purge", "--caller", "anonymous", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "--caller 'anonymous' is not a number (no digits)" in capsys.readouterr().err
-    assert main(["purge", "--caller", "123", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert main(["purge", "--caller", "+1 23", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "has 3 digits: too short to tell from other numbers in the journal (at least 5)" in (
+        capsys.readouterr().err
+    )
+    assert main(["purge", "--caller", "12345", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert f"no store at {tmp_path / 'none.sqlite'}" in capsys.readouterr().err
 
 
