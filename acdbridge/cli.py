@@ -31,7 +31,9 @@ def _port(text: str) -> int:
 def _lab_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from acdbridge.lab.pbx import LabSettings
 
-    return LabSettings(dir=args.dir, ami_port=args.ami_port, sip_port=args.sip_port)
+    return LabSettings(
+        dir=args.dir, ami_port=args.ami_port, ami_tls_port=args.ami_tls_port, sip_port=args.sip_port
+    )
 
 
 def _count(items: Sequence[object], noun: str) -> str:
@@ -356,6 +358,9 @@ def _add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--dir", type=Path, default=DEFAULT_DIR, help=f"lab directory (default {DEFAULT_DIR})"
     )
     common.add_argument("--ami-port", type=_port, default=25038, help="AMI port on 127.0.0.1 (default 25038)")
+    common.add_argument(
+        "--ami-tls-port", type=_port, default=25039, help="AMI over TLS port on 127.0.0.1 (default 25039)"
+    )
     common.add_argument(
         "--sip-port", type=_port, default=25060, help="SIP UDP port on 127.0.0.1 (default 25060)"
     )

@@ -20,6 +20,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_lab_options_parse_with_their_defaults() -> None:
     args = build_parser().parse_args(["lab", "up", "--ami-port", "26038"])
     assert args.ami_port == 26038 and args.sip_port == 25060 and args.dir == pbx.DEFAULT_DIR
+    assert args.ami_tls_port == 25039
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "abc"])
