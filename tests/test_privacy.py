@@ -9,7 +9,7 @@ import os
 import stat
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -30,8 +30,8 @@ from acdbridge.runtime import checkpoint
 from acdbridge.runtime.privacy import JobReport, PrivacyJob, next_run, warn_if_root
 from acdbridge.settings.privacyconf import PrivacyConfig
 from tests.pg import PgCluster
+from tests.stores import AnyStore
 
-AnyStore = SqliteStore | PostgresStore
 KEY = bytes(range(32))
 DAY = 86_400.0
 NOW = 1_800_000_000.0
@@ -53,27 +53,6 @@ def leg(n: int, end_ts: float, caller: str) -> dict[str, Any]:
     return {"uniqueid": f"i{n}", "linkedid": f"i{n}", "hotline": "water", "caller": caller,
             "outcome": "routed", "start_ts": end_ts - 30, "end_ts": end_ts, "ivr_s": 30.0,
             "call_type": "", "language": "en", "vip": False, "queue": "water"}  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., AnyStore]]:
-    opened: list[AnyStore] = []
-    if request.param == "postgres":
-        cluster: PgCluster = request.getfixturevalue("pg_cluster")
-        url = cluster.create_database()
-
-        def make(**kw: Any) -> AnyStore:
-            opened.append(PostgresStore(url, password=cluster.password, **kw))
-            return opened[-1]
-    else:
-
-        def make(**kw: Any) -> AnyStore:
-            opened.append(SqliteStore(tmp_path / "s.sqlite", **kw))
-            return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
 
 
 def _fill(store: AnyStore) -> None:
