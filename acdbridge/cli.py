@@ -205,16 +205,18 @@ def _open_for(args: argparse.Namespace) -> Any:
 def _cmd_export(args: argparse.Namespace) -> int:
     import csv
 
+    from acdbridge.privatefile import text_output
     from acdbridge.replay import dumps
 
     store = _open_for(args)
+    out = text_output(args.output)
     try:  # streamed: a month of a large centre is never held in memory at once
         visits = store.each_visit(args.since, args.until, args.queue, pbx=args.pbx)
         if args.format == "jsonl":
             for v in visits:
-                sys.stdout.write(dumps(v) + "\n")
+                out.write(dumps(v) + "\n")
         else:
-            writer = csv.writer(sys.stdout)
+            writer = csv.writer(out)
             writer.writerow([*EXPORT_COLUMNS, "transfer_kind", "transfer_to", "ring_attempts", "pbx"])
             for v in visits:
                 transfer = v.get("transfer") or {}
@@ -223,6 +225,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 writer.writerow([*row, transfer.get("kind"), transfer.get("to"), attempts, v.get("pbx", "")])
     finally:
         store.close()
+        if out is not sys.stdout:
+            out.close()
     return 0
 
 
@@ -273,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", help="only this queue")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--pbx", help="only this PBX's visits (default: every PBX of the store)")
+    p.add_argument("--output", type=Path, help="write to FILE, made 0600 (callers' numbers); default stdout")
     _store_source(p)
     p.set_defaults(func=_cmd_export)
 

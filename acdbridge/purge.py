@@ -30,6 +30,12 @@ from acdbridge.runtime import checkpoint
 from acdbridge.settings.journalconf import default_dir
 from acdbridge.settings.privacyconf import default_key_file
 
+MIN_DIGITS = 5
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
 
 class PurgeError(AcdError):
     """The purge cannot start (no such store, not a number); nothing was changed."""
@@ -107,18 +113,20 @@ def _in_directory(path: Path | None, number: str) -> bool:
 
 def report(number: str, erasure: Erasure, scan: JournalScan | None, site: Site, dry_run: bool) -> list[str]:
     verb = "would be" if dry_run else "were"
+    visits, legs = _n(erasure.rows["visits"], "visit"), _n(erasure.rows["ivr_legs"], "IVR leg")
     lines = [f"caller {mask_number(number)}{' (dry run: nothing changed)' if dry_run else ''}:",
-             f"  store: {erasure.rows['visits']} visits and {erasure.rows['ivr_legs']} IVR legs {verb} "
+             f"  store: {visits} and {legs} {verb} "
              f"made anonymous (caller number and name blanked; durations and outcomes kept)",
-             f"  store: {erasure.quarantine} quarantined rows {verb} deleted, {erasure.saved_state} saved "
-             f"calls in progress {verb} blanked"]  # fmt: skip
+             f"  store: {_n(erasure.quarantine, 'quarantined row')} {verb} deleted, "
+             f"{_n(erasure.saved_state, 'saved call')} in progress {verb} blanked"]  # fmt: skip
     if scan is None:
         lines.append("  journal: none")
     else:
-        lines.append(f"  journal: {len(scan.deleted)} segments {verb} deleted")
+        lines.append(f"  journal: {_n(len(scan.deleted), 'segment')} {verb} deleted")
         if scan.kept:
             names = ", ".join(p.name for p in scan.kept)
-            lines.append(f"  journal: {len(scan.kept)} segments KEPT, a crash recovery needs them: {names}; "
+            kept = _n(len(scan.kept), "segment")
+            lines.append(f"  journal: {kept} KEPT, a crash recovery needs them: {names}; "
                          "run purge again once the daemon has checkpointed past them (after its next "
                          "restart, or when they rotate out)")  # fmt: skip
         if scan.in_checkpoint:
@@ -133,8 +141,12 @@ def report(number: str, erasure: Erasure, scan: JournalScan | None, site: Site, 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
     number = args.caller
-    if not pseudonym.normalise(number):
+    digits = len(pseudonym.normalise(number))
+    if not digits:
         raise PurgeError(f"--caller {number!r} is not a number (no digits)")
+    if digits < MIN_DIGITS:  # "123" is also a priority, a count, an extension in the raw AMI
+        raise PurgeError(f"--caller {number!r} has {digits} digits: too short to tell from other "
+                         f"numbers in the journal (at least {MIN_DIGITS})")  # fmt: skip
     site = site_of(args)
     key = read_key(site.key_file)
     match = pseudonym.caller_matcher(number, key)

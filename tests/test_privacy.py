@@ -9,7 +9,7 @@ import os
 import stat
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -24,14 +24,14 @@ from acdbridge.adapters.privacykey import KeyUnusable, load_or_create, read_key
 from acdbridge.adapters.store import PostgresStore, SqliteStore
 from acdbridge.core import pseudonym
 from acdbridge.core.kpi import KpiConfig, kpis_over
-from acdbridge.lab.traffic import private_file
 from acdbridge.logmask import mask_callers, mask_number
+from acdbridge.privatefile import private_file
 from acdbridge.runtime import checkpoint
 from acdbridge.runtime.privacy import JobReport, PrivacyJob, next_run, warn_if_root
 from acdbridge.settings.privacyconf import PrivacyConfig
 from tests.pg import PgCluster
+from tests.stores import AnyStore
 
-AnyStore = SqliteStore | PostgresStore
 KEY = bytes(range(32))
 DAY = 86_400.0
 NOW = 1_800_000_000.0
@@ -53,27 +53,6 @@ def leg(n: int, end_ts: float, caller: str) -> dict[str, Any]:
     return {"uniqueid": f"i{n}", "linkedid": f"i{n}", "hotline": "water", "caller": caller,
             "outcome": "routed", "start_ts": end_ts - 30, "end_ts": end_ts, "ivr_s": 30.0,
             "call_type": "", "language": "en", "vip": False, "queue": "water"}  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., AnyStore]]:
-    opened: list[AnyStore] = []
-    if request.param == "postgres":
-        cluster: PgCluster = request.getfixturevalue("pg_cluster")
-        url = cluster.create_database()
-
-        def make(**kw: Any) -> AnyStore:
-            opened.append(PostgresStore(url, password=cluster.password, **kw))
-            return opened[-1]
-    else:
-
-        def make(**kw: Any) -> AnyStore:
-            opened.append(SqliteStore(tmp_path / "s.sqlite", **kw))
-            return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
 
 
 def _fill(store: AnyStore) -> None:
@@ -252,8 +231,11 @@ def _sqlite(tmp_path: Path) -> SqliteStore:
     return store
 
 
-def test_the_daily_job_yields_the_loop_between_batches_and_makes_its_key_private(tmp_path: Path) -> None:
-    store = _sqlite(tmp_path)
+def test_the_daily_job_yields_the_loop_between_batches_and_makes_its_key_private(
+    make_store: Callable[..., AnyStore], tmp_path: Path
+) -> None:
+    store = make_store()
+    _fill(store)
     store.write([visit(1000 + n, NOW - 60 * DAY, f"+4930{n:06d}") for n in range(2500)], [])
     cfg = PrivacyConfig(key_file=tmp_path / "keys/site.key", retain_days=30)
     job = PrivacyJob(cfg, "Europe/Berlin", store)
@@ -284,7 +266,6 @@ def test_the_daily_job_yields_the_loop_between_batches_and_makes_its_key_private
     again = PrivacyJob(cfg, "UTC", store)
     assert asyncio.run(again.run_once(NOW)).rows == {"visits": 0, "ivr_legs": 0}
     assert again.key == job.key  # the same key is read back, never made again
-    store.close()
 
 
 def test_a_damaged_key_is_refused_not_replaced(tmp_path: Path) -> None:
@@ -326,7 +307,7 @@ def test_next_run_is_the_next_local_run_at() -> None:
     assert next_run(nxt, (3, 30), berlin) == datetime(2026, 3, 30, 3, 30, tzinfo=berlin).timestamp()
 
 
-def test_the_root_warning(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_root_warning() -> None:
     with structlog.testing.capture_logs() as logs:
         assert warn_if_root(False, lambda: 0) is True
         assert warn_if_root(True, lambda: 0) is False  # the lab
@@ -423,14 +404,14 @@ def test_purge_cli_on_sqlite_dry_run_then_for_real(
     out = capsys.readouterr().out
     assert "caller +** ** **1111 (dry run: nothing changed):" in out and "4930111111" not in out
     assert "13 visits and 11 IVR legs would be made anonymous" in out
-    assert "1 segments would be deleted" in out and "1 segments KEPT" in out and "000000000003" in out
+    assert "1 segment would be deleted" in out and "1 segment KEPT" in out and "000000000003" in out
     store = SqliteStore(db)
     assert store.visits(0, NOW + 1) == before and all(p.exists() for p in paths)
     assert [(e.action, e.outcome) for e in _audit(store)] == [("caller_purge", "dry_run")]
     store.close()
     assert main(["purge", "--caller", "+49 30 111111", "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "13 visits and 11 IVR legs were made anonymous" in out and "1 segments were deleted" in out
+    assert "13 visits and 11 IVR legs were made anonymous" in out and "1 segment were deleted" in out
     store = SqliteStore(db)
     match = pseudonym.caller_matcher("+4930111111", key)
     assert not any(match(v["caller"]) for v in store.visits(0, NOW + 1))
@@ -470,7 +451,11 @@ def test_purge_refuses_what_is_no_number(tmp_path: Path, capsys: pytest.CaptureF
 
     assert main(["purge", "--caller", "anonymous", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "--caller 'anonymous' is not a number (no digits)" in capsys.readouterr().err
-    assert main(["purge", "--caller", "123", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert main(["purge", "--caller", "+1 23", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "has 3 digits: too short to tell from other numbers in the journal (at least 5)" in (
+        capsys.readouterr().err
+    )
+    assert main(["purge", "--caller", "12345", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert f"no store at {tmp_path / 'none.sqlite'}" in capsys.readouterr().err
 
 
@@ -511,3 +496,22 @@ def test_the_daemon_runs_the_job_at_run_at_and_exports_it(
     assert all(v["caller"].startswith("p:") for v in store.visits(0, time.time()))
     store.close()
     assert stat.S_IMODE((tmp_path / "store.privacy-key").stat().st_mode) == 0o600
+
+
+def test_export_output_is_a_private_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from acdbridge.cli import main
+
+    db = tmp_path / "s.sqlite"
+    _sqlite(tmp_path).close()
+    out = tmp_path / "visits.csv"
+    out.write_text("old\n")
+    out.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        args = ["export", "--db", str(db), "--from", "0", "--to", str(NOW + 1), "--format", "csv"]
+        assert main([*args, "--output", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and capsys.readouterr().out == ""
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("uniqueid,linkedid,queue,caller,") and len(lines) == 51

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from panoramisk import Manager
 
@@ -33,6 +32,7 @@ from acdbridge.lab import queuelog
 from acdbridge.lab.pbx import AMI_USERS, LabSettings, running_state
 from acdbridge.lab.scenario import AgentSpec, PlannedCall, Scenario, plan
 from acdbridge.lab.sipp import SippAgent, endpoint_password
+from acdbridge.privatefile import private_file
 
 Printer = Callable[[str], None]
 ACTION_TIMEOUT_S = 5.0
@@ -56,13 +56,6 @@ def phone_of(channel: str) -> str:
     Hangup of the queue-side half publishes no hangup request, so app_queue would log
     COMPLETECALLER even when the agent's side was hung up)."""
     return channel[:-2] + ";2" if channel.startswith("Local/") and channel.endswith(";1") else channel
-
-
-def private_file(path: Path) -> BinaryIO:
-    """A capture holds callers' numbers: made 0600 whatever the umask (docs/privacy.md)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older capture made 0644 is rewritten private too
-    return os.fdopen(fd, "wb")
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -140,7 +140,7 @@ def test_menu_choice_and_language_route_each_caller_to_a_skilled_agent(
     assert len(legs) == 5 and {leg["outcome"] for leg in legs} == {"routed"}
     greetings = [json.loads(line) for line in daemon.log_text().splitlines() if '"greeting"' in line]
     notices = {g["caller"]: g.get("notice") for g in greetings if g.get("event") == "greeting"}
-    # the log masks callers' numbers by default ([privacy] mask_logs): the last 4 digits stay
+    # the log masks callers' numbers (docs/privacy.md): the last 4 digits tell these callers apart
     assert notices == {
         mask_number(number): ("haidian-mains" if number == "13800000001" else None) for number in plan
     }
