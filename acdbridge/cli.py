@@ -11,6 +11,7 @@ from typing import Any
 from acdbridge import __version__
 from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
+from acdbridge.reportcli import add_parser as add_report_parser
 
 
 def _say(line: str) -> None:
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_db_upgrade)
 
     _add_replay(sub)
+    add_report_parser(sub)
     add_users_parser(sub)
     _add_prompts(sub)
     _add_lab(sub)

@@ -255,6 +255,24 @@ class PostgresStore(Checked, AccessRows):
             cursor.execute(sql.encode(), args)
             yield from (with_pbx(strict_loads(r), p) for r, p in cursor)
 
+    def ivr_legs_of(self, pbx: str, uniqueids: list[str]) -> list[Record]:
+        """The IVR legs of these calls of one PBX (a report's call types and hotlines), by key."""
+        out: list[Record] = []
+        for i in range(0, len(uniqueids), CHUNK):
+            some = uniqueids[i : i + CHUNK]
+            sql = (f"SELECT record, pbx FROM ivr_legs WHERE pbx = %s "
+                   f"AND uniqueid IN ({', '.join(['%s'] * len(some))})")  # fmt: skip
+            out += [with_pbx(strict_loads(r), p) for r, p in self._select(sql, [pbx, *some])]
+        return out
+
+    def agent_states_during(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
+        """The stretches that overlap [since, until) (a report clips them), by the end-time index."""
+        args: list[Any] = [since, until]
+        sql = (f"SELECT {', '.join(STATE_COLUMNS)}, pbx FROM agent_states WHERE end_ts > %s "
+               f"AND start_ts < %s")  # fmt: skip
+        rows = self._select(_where(sql, args, pbx) + " ORDER BY end_ts", args)
+        return [with_pbx(dict(zip(STATE_COLUMNS, row[:-1], strict=True)), row[-1]) for row in rows]
+
     def agent_states(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         args: list[Any] = [since, until]
         sql = f"SELECT {', '.join(STATE_COLUMNS)}, pbx FROM agent_states WHERE end_ts >= %s AND end_ts < %s"
