@@ -27,6 +27,7 @@ from acdbridge.core.report import (
     Data,
     ReportConfig,
     ReportError,
+    bucket,
     check_grouping,
     interval_rows,
     intervals,
@@ -75,20 +76,38 @@ def _legs(store: Any, visits: list[Record]) -> dict[tuple[str, str], Record]:
     return out
 
 
+CHUNK_S = 86_400.0  # the store is read a day (or one longer interval) at a time
+
+
 def load(store: Any, lo: float, hi: float, by: str, pbx: str | None) -> Data:
-    """One interval's records, and only what the grouping's figures read."""
-    visits = list(store.each_visit(lo, hi, pbx=pbx))
-    states = store.agent_states_during(lo, hi, pbx=pbx) if by in _STATES_FOR else []
-    feedback = store.feedback(lo, hi, pbx=pbx) if by not in _STATES_FOR else []
+    """The records of [lo, hi), only what the grouping's figures read."""
+    agents = by in _STATES_FOR
+    visits = list(store.report_visits(lo, hi, pbx=pbx, attempts=agents))
+    states = store.agent_states_during(lo, hi, pbx=pbx) if agents else []
+    feedback = store.feedback(lo, hi, pbx=pbx) if not agents else []
     legs = _legs(store, visits) if by in _LEGS_FOR else {}
     return Data(visits, states, feedback, legs)
+
+
+def chunks(bounds: list[tuple[float, float]]) -> Iterator[list[tuple[float, float]]]:
+    """The intervals in runs of at least CHUNK_S: one read of the store for each run."""
+    run: list[tuple[float, float]] = []
+    for span in bounds:
+        run.append(span)
+        if run[-1][1] - run[0][0] >= CHUNK_S:
+            yield run
+            run = []
+    if run:
+        yield run
 
 
 def rows(store: Any, cfg: KpiConfig, rcfg: ReportConfig, start: float, end: float, interval: str, by: str,
          pbx: str | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
     check_grouping(by, rcfg)
-    for lo, hi in intervals(start, end, interval, cfg):
-        yield from interval_rows(load(store, lo, hi, by, pbx), lo, hi, by, cfg, rcfg)
+    for run in chunks(intervals(start, end, interval, cfg)):
+        data = load(store, run[0][0], run[-1][1], by, pbx)
+        for (lo, hi), part in zip(run, bucket(run, data), strict=True):
+            yield from interval_rows(part, lo, hi, by, cfg, rcfg)
 
 
 def _flat(row: dict[str, Any]) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def iso(ts: float, cfg: KpiConfig) -> str:
     return moment.isoformat(timespec="microseconds" if ts % 1 else "seconds")
 
 
-def _bucket(bounds: list[tuple[float, float]], data: Data) -> list[Data]:
+def bucket(bounds: list[tuple[float, float]], data: Data) -> list[Data]:
     """Each interval's records: visits by end_ts, feedback by ts, stretches in every overlapped."""
     starts = [lo for lo, _ in bounds]
     last = bounds[-1][1]
@@ -268,6 +268,6 @@ def report(data: Data, cfg: KpiConfig, rcfg: ReportConfig, start: float, end: fl
     check_grouping(by, rcfg)
     bounds = intervals(start, end, interval, cfg)
     rows = []
-    for (lo, hi), part in zip(bounds, _bucket(bounds, data), strict=True):
+    for (lo, hi), part in zip(bounds, bucket(bounds, data), strict=True):
         rows += interval_rows(part, lo, hi, by, cfg, rcfg)
     return {"rows": rows, "targets": targets_of(cfg, rcfg)}

@@ -29,6 +29,8 @@ from acdbridge.adapters.store.access import AccessRows
 from acdbridge.adapters.store.common import (
     COLUMNS,
     FEEDBACK_COLUMNS,
+    REPORT_COLUMNS,
+    REPORT_FIELDS,
     STATE_COLUMNS,
     TABLES,
     Checked,
@@ -39,6 +41,7 @@ from acdbridge.adapters.store.common import (
     log,
     parsed,
     quarantine_text,
+    report_visit,
     strict_loads,
     with_pbx,
 )
@@ -264,6 +267,22 @@ class PostgresStore(Checked, AccessRows):
                    f"AND uniqueid IN ({', '.join(['%s'] * len(some))})")  # fmt: skip
             out += [with_pbx(strict_loads(r), p) for r, p in self._select(sql, [pbx, *some])]
         return out
+
+    def report_visits(self, since: float, until: float, *, pbx: str | None = None,
+                      attempts: bool = False) -> Iterator[Record]:  # fmt: skip
+        """The visits that ended in [since, until), by end time, as a report reads them
+        (common.report_visit): the record parsed once by the server, only its needed fields
+        sent. Through a server-side cursor: the store is held until the iteration ends."""
+        fields = REPORT_FIELDS if attempts else REPORT_FIELDS[:-1]
+        values = ", ".join(f"r -> '{f}'" for f in fields)
+        sql = (f"SELECT {REPORT_COLUMNS}, json_build_array({values})::text FROM (SELECT {REPORT_COLUMNS}, "
+               "record::json AS r FROM visits WHERE end_ts >= %s AND end_ts < %s")  # fmt: skip
+        args: list[Any] = [since, until]
+        sql = _where(sql, args, pbx) + ") v ORDER BY end_ts"
+        with self._using() as db, db.transaction(), db.cursor(name="acdbridge_report") as cursor:
+            cursor.itersize = CHUNK
+            cursor.execute(sql.encode(), args)
+            yield from (report_visit(r[:-1], strict_loads(r[-1])) for r in cursor)
 
     def agent_states_during(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         """The stretches that overlap [since, until) (a report clips them), by the end-time index."""

@@ -21,6 +21,8 @@ from acdbridge.adapters.store.access import AccessRows
 from acdbridge.adapters.store.common import (
     COLUMNS,
     FEEDBACK_COLUMNS,
+    REPORT_COLUMNS,
+    REPORT_FIELDS,
     STATE_COLUMNS,
     TABLES,
     Checked,
@@ -29,6 +31,7 @@ from acdbridge.adapters.store.common import (
     StoredRow,
     dumps,
     parsed,
+    report_visit,
     strict_loads,
     with_pbx,
 )
@@ -218,6 +221,25 @@ class SqliteStore(Checked, AccessRows):
                    f"AND uniqueid IN ({', '.join(['?'] * len(some))})")  # fmt: skip
             out += [with_pbx(json.loads(r), p) for r, p in self._select(sql, [pbx, *some])]
         return out
+
+    def report_visits(self, since: float, until: float, *, pbx: str | None = None,
+                      attempts: bool = False) -> Iterator[Record]:  # fmt: skip
+        """The visits that ended in [since, until), by end time, as a report reads them
+        (common.report_visit): one json_extract of the fields it needs, not the whole record
+        parsed in Python (about twice as fast). attempts=False leaves ring_attempts out."""
+        fields = REPORT_FIELDS if attempts else REPORT_FIELDS[:-1]
+        paths = ", ".join(f"'$.{f}'" for f in fields)
+        sql = f"SELECT {REPORT_COLUMNS}, json_extract(record, {paths}) FROM visits "
+        sql += "WHERE end_ts >= ? AND end_ts < ?"
+        args: list[Any] = [since, until]
+        with self._lock:
+            cursor = self.db.execute(_where(sql, args, pbx) + " ORDER BY end_ts", args)
+        while True:
+            with self._lock:
+                rows = cursor.fetchmany(CHUNK)
+            if not rows:
+                return
+            yield from (report_visit(r[:-1], json.loads(r[-1])) for r in rows)
 
     def agent_states_during(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         """The stretches that overlap [since, until) (a report clips them), by the end-time index."""
