@@ -20,7 +20,7 @@ from acdbridge.adapters.store import PostgresStore, SqliteStore
 from acdbridge.cli import main
 from acdbridge.config import load, validate
 from acdbridge.core.kpi import KpiConfig, interval_bounds, kpis_over
-from acdbridge.core.report import ReportError, Target, intervals, iso
+from acdbridge.core.report import Data, ReportError, Target, intervals, iso, report
 from acdbridge.replay import replay
 from tests.pg import PgCluster
 
@@ -392,3 +392,20 @@ def test_targets_config_errors_are_reported(tmp_path: Path) -> None:
     assert not problems.errors
     # [targets] service_level is every queue's default sl_target (the wallboard and alerts read it)
     assert cfg.kpi.queue("water").sl_target == 0.9 and cfg.kpi.queue("other").sl_target == 0.9
+
+
+def test_the_in_memory_report_is_the_stores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """core/report.py's report() over records in memory gives the rows the command reads from the
+    store a day at a time (a period over two days and a partial first interval)."""
+    config = tmp_path / "acdbridge.toml"
+    config.write_text(CONFIG)
+    db = str(tmp_path / "s.sqlite")
+    for trace in (MIXED, CALLFLOW):
+        assert main(["replay", str(trace), "--db", db, "--config", str(config)]) == 0
+    cfg, records = load(config, for_daemon=False), _records(config)
+    data = Data(records["visit"], records["agent_state"], records["feedback"])
+    start, end = _at("2026-11-22T23:10"), _at("2026-11-24T06:00")
+    for by in ("queue", "agent", "team"):
+        got = _report(capsys, "--db", db, "--config", str(config), "--from", "2026-11-22T23:10",
+                      "--to", "2026-11-24T06:00", "--interval", "30m", "--by", by)  # fmt: skip
+        assert got == report(data, cfg.kpi, cfg.report, start, end, "30m", by)
