@@ -56,6 +56,7 @@ _TCP = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepa
 # lock that session held is free when the daemon starts again (the server's default is 2 hours)
 _SERVER_TCP = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
                "-c tcp_user_timeout=30000")  # fmt: skip
+_JSON_FIELDS = ("transfer", "ring_attempts")  # the report fields that are JSON values, not numbers
 LOCK_WAIT_S = 40.0  # at start: longer than the server takes to drop a dead daemon's session
 
 
@@ -270,19 +271,27 @@ class PostgresStore(Checked, AccessRows):
 
     def report_visits(self, since: float, until: float, *, pbx: str | None = None,
                       attempts: bool = False) -> Iterator[Record]:  # fmt: skip
-        """The visits that ended in [since, until), by end time, as a report reads them
-        (common.report_visit): the record parsed once by the server, only its needed fields
-        sent. Through a server-side cursor: the store is held until the iteration ends."""
+        """The visits that ended in [since, until) as a report reads them (common.report_visit):
+        each record parsed once by the server (json_to_record), only its needed fields sent.
+        Through a server-side cursor: the store is held until the iteration ends."""
         fields = REPORT_FIELDS if attempts else REPORT_FIELDS[:-1]
-        values = ", ".join(f"r -> '{f}'" for f in fields)
-        sql = (f"SELECT {REPORT_COLUMNS}, json_build_array({values})::text FROM (SELECT {REPORT_COLUMNS}, "
-               "record::json AS r FROM visits WHERE end_ts >= %s AND end_ts < %s")  # fmt: skip
+        types = ", ".join(f"{f} {'json' if f in _JSON_FIELDS else 'float8'}" for f in fields)
+        values = ", ".join(f"x.{f}::text" if f in _JSON_FIELDS else f"x.{f}" for f in fields)
+        columns = ", ".join(f"v.{c.strip()}" for c in REPORT_COLUMNS.split(","))
+        sql = (f"SELECT {columns}, {values} FROM visits v, json_to_record(v.record::json) AS x({types}) "
+               "WHERE v.end_ts >= %s AND v.end_ts < %s")  # fmt: skip
         args: list[Any] = [since, until]
-        sql = _where(sql, args, pbx) + ") v ORDER BY end_ts"
+        if pbx is not None:
+            sql += " AND v.pbx = %s"
+            args.append(pbx)
+        n = len(REPORT_COLUMNS.split(","))
         with self._using() as db, db.transaction(), db.cursor(name="acdbridge_report") as cursor:
             cursor.itersize = CHUNK
             cursor.execute(sql.encode(), args)
-            yield from (report_visit(r[:-1], strict_loads(r[-1])) for r in cursor)
+            for row in cursor:
+                values_ = [strict_loads(x) if f in _JSON_FIELDS and x is not None else x
+                           for f, x in zip(fields, row[n:], strict=True)]  # fmt: skip
+                yield report_visit(row[:n], values_)
 
     def agent_states_during(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         """The stretches that overlap [since, until) (a report clips them), by the end-time index."""

@@ -224,7 +224,7 @@ class SqliteStore(Checked, AccessRows):
 
     def report_visits(self, since: float, until: float, *, pbx: str | None = None,
                       attempts: bool = False) -> Iterator[Record]:  # fmt: skip
-        """The visits that ended in [since, until), by end time, as a report reads them
+        """The visits that ended in [since, until), in any order, as a report reads them
         (common.report_visit): one json_extract of the fields it needs, not the whole record
         parsed in Python (about twice as fast). attempts=False leaves ring_attempts out."""
         fields = REPORT_FIELDS if attempts else REPORT_FIELDS[:-1]
@@ -233,7 +233,7 @@ class SqliteStore(Checked, AccessRows):
         sql += "WHERE end_ts >= ? AND end_ts < ?"
         args: list[Any] = [since, until]
         with self._lock:
-            cursor = self.db.execute(_where(sql, args, pbx) + " ORDER BY end_ts", args)
+            cursor = self.db.execute(_where(sql, args, pbx), args)  # any order: bucketed by end_ts
         while True:
             with self._lock:
                 rows = cursor.fetchmany(CHUNK)
