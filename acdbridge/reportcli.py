@@ -35,7 +35,7 @@ from acdbridge.core.report import (
 )
 from acdbridge.errors import AcdError
 
-FORMATS = ("json", "csv", "html")
+FORMATS = ("json", "csv", "xlsx", "html")
 _STATES_FOR = ("agent", "team")  # the groupings whose figures read agent state stretches
 _LEGS_FOR = ("call_type", "hotline")
 
@@ -110,7 +110,7 @@ def rows(store: Any, cfg: KpiConfig, rcfg: ReportConfig, start: float, end: floa
             yield from interval_rows(part, lo, hi, by, cfg, rcfg)
 
 
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
+def flat(row: dict[str, Any]) -> dict[str, Any]:
     """A CSV row: nested figures as dotted columns (paused_s.break), misses joined by ';'."""
     out: dict[str, Any] = {}
     for key, value in row.items():
@@ -126,25 +126,34 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 def to_csv(report: dict[str, Any]) -> str:
     """One header row (every column any row has, in first-seen order), one row per (interval,
     group); null is an empty cell."""
-    flat = [_flat(r) for r in report["rows"]]
-    columns: dict[str, None] = {}
-    for r in flat:
-        columns.update(dict.fromkeys(r))
+    table = [flat(r) for r in report["rows"]]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, list(columns), lineterminator="\n")
+    writer = csv.DictWriter(buf, columns_of(table), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(flat)
+    writer.writerows(table)
     return buf.getvalue()
 
 
-def render(report: dict[str, Any], fmt: str, title: str) -> str:
+def columns_of(table: list[dict[str, Any]]) -> list[str]:
+    """Every column any flat row has, in first-seen order."""
+    columns: dict[str, None] = {}
+    for r in table:
+        columns.update(dict.fromkeys(r))
+    return list(columns)
+
+
+def render(report: dict[str, Any], fmt: str, title: str) -> bytes:
     if fmt == "json":
-        return json.dumps(report, ensure_ascii=False, allow_nan=False) + "\n"
+        return (json.dumps(report, ensure_ascii=False, allow_nan=False) + "\n").encode()
     if fmt == "csv":
-        return to_csv(report)
+        return to_csv(report).encode()
+    if fmt == "xlsx":
+        from acdbridge.reportxlsx import to_xlsx
+
+        return to_xlsx(report)
     from acdbridge.reporthtml import to_html
 
-    return to_html(report, title)
+    return to_html(report, title).encode()
 
 
 def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -179,12 +188,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     title = f"acdbridge report {args.since} to {args.until} by {args.interval}, by {args.by}"
-    text = render(report, args.format, title)
+    data = render(report, args.format, title)
     if args.out is None:
-        sys.stdout.write(text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
     else:
         try:
-            args.out.write_text(text, encoding="utf-8")
+            args.out.write_bytes(data)
         except OSError as exc:
             raise ReportCliError(f"--out: cannot write {args.out}: {exc.strerror or exc}") from None
     return 0

@@ -8,6 +8,8 @@ import csv
 import dataclasses
 import itertools
 import json
+import re
+import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -299,7 +301,9 @@ def test_teams_call_types_hotlines_and_pbx(
     assert [(r["pbx"], r["offered"]) for r in pbxes] == [("", 32)]
 
 
-def test_csv_and_html(replayed: tuple[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_csv_xlsx_and_html(
+    replayed: tuple[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     db, config = replayed
     common = ["report", "--db", db, "--config", str(config), "--from", "2026-11-23", "--to", "2026-11-24",
               "--interval", "1h", "--by", "queue"]  # fmt: skip
@@ -309,6 +313,12 @@ def test_csv_and_html(replayed: tuple[str, Path], capsys: pytest.CaptureFixture[
     assert len(table) == len(rows) and [r["queue"] for r in table] == [r["queue"] for r in rows]
     shown = ["" if r["service_level"] is None else str(r["service_level"]) for r in rows]
     assert [r["service_level"] for r in table] == shown
+    assert main([*common, "--format", "xlsx", "--out", str(tmp_path / "r.xlsx")]) == 0
+    with zipfile.ZipFile(tmp_path / "r.xlsx") as book:
+        sheets = re.findall(r'<sheet name="([^"]+)"', book.read("xl/workbook.xml").decode())
+        texts = book.read("xl/sharedStrings.xml").decode()
+    assert sheets == ["rows", *dict.fromkeys(r["queue"] for r in rows), "targets"]  # a sheet per queue
+    assert "service_level" in texts and "misses" in texts
     assert main([*common, "--format", "html", "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert page.startswith("<!doctype html>") and page.count("<svg") == 3 * len({r["queue"] for r in rows})
