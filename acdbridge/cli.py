@@ -11,6 +11,7 @@ from typing import Any
 from acdbridge import __version__
 from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
+from acdbridge.purge import add_parser as add_purge_parser
 from acdbridge.reportcli import add_parser as add_report_parser
 
 
@@ -31,7 +32,9 @@ def _port(text: str) -> int:
 def _lab_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from acdbridge.lab.pbx import LabSettings
 
-    return LabSettings(dir=args.dir, ami_port=args.ami_port, sip_port=args.sip_port)
+    return LabSettings(
+        dir=args.dir, ami_port=args.ami_port, ami_tls_port=args.ami_tls_port, sip_port=args.sip_port
+    )
 
 
 def _count(items: Sequence[object], noun: str) -> str:
@@ -314,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     add_report_parser(sub)
     add_users_parser(sub)
+    add_purge_parser(sub)
     _add_prompts(sub)
     _add_lab(sub)
     return parser
@@ -388,6 +392,9 @@ def _add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--dir", type=Path, default=DEFAULT_DIR, help=f"lab directory (default {DEFAULT_DIR})"
     )
     common.add_argument("--ami-port", type=_port, default=25038, help="AMI port on 127.0.0.1 (default 25038)")
+    common.add_argument(
+        "--ami-tls-port", type=_port, default=25039, help="AMI over TLS port on 127.0.0.1 (default 25039)"
+    )
     common.add_argument(
         "--sip-port", type=_port, default=25060, help="SIP UDP port on 127.0.0.1 (default 25060)"
     )

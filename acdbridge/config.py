@@ -38,7 +38,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from acdbridge.settings.amiconf import AmiConfig, parse_ami
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
 from acdbridge.settings.mqttconf import MqttConfig, parse_mqtt_section
+from acdbridge.settings.privacyconf import PrivacyConfig, default_key_file, parse_privacy
 from acdbridge.settings.problems import Problems, dotted, get, known, listen, table
 from acdbridge.settings.reportconf import default_sl_target, parse_report
 from acdbridge.settings.secrets import secret
@@ -64,7 +65,7 @@ __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError"
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
-            "access", "targets"} | FLOW_SECTIONS  # fmt: skip
+            "access", "privacy", "targets"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -121,6 +122,9 @@ class Config:
     journal: JournalConfig | None = None  # a config file has one unless `enabled = false`
     limits: Limits = field(default_factory=Limits)  # what the trackers remember at most
     access: AccessConfig = field(default_factory=AccessConfig)  # sign-in: sessions, lockout
+    privacy: PrivacyConfig = field(
+        default_factory=lambda: PrivacyConfig(default_key_file(StoreConfig().path))
+    )
     report: ReportConfig = field(default_factory=ReportConfig)  # [targets], agents' teams
 
 
@@ -273,6 +277,18 @@ def _kpi(
     )  # fmt: skip
 
 
+def _journal_within(
+    p: Problems, journal: JournalConfig | None, privacy: PrivacyConfig
+) -> JournalConfig | None:
+    """The raw AMI holds callers' numbers too: never kept longer than the privacy retention."""
+    if journal is None or privacy.retain_s is None or journal.retention_days <= privacy.retain_days:
+        return journal
+    days = f"{privacy.retain_days:g}"
+    p.warn("journal.retention_days", f"{journal.retention_days:g} is longer than privacy.retain_days "
+                                     f"({days}): the journal is kept {days} days")  # fmt: skip
+    return replace(journal, retention_days=privacy.retain_days)
+
+
 def validate(
     data: dict[str, Any], source: str = "<config>", env: Mapping[str, str] | None = None,
     *, for_daemon: bool = True,
@@ -290,7 +306,18 @@ def validate(
         p.error("", f"unknown sections {unknown}; known: {', '.join(sorted(SECTIONS))}")
     sections = {
         name: table(p, data.get(name, {}), name)
-        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits", "access")
+        for name in (
+            "ami",
+            "store",
+            "http",
+            "kpi",
+            "queues",
+            "agents",
+            "journal",
+            "limits",
+            "access",
+            "privacy",
+        )
     }
     report = parse_report(p, data.get("targets", {}), sections["agents"])
     ami = parse_ami(p, sections["ami"], env, require_secret=for_daemon)
@@ -306,8 +333,12 @@ def validate(
                               "local directory, e.g. /var/lib/acdbridge/journal")  # fmt: skip
     limits = parse_limits(p, sections["limits"])
     access = parse_access(p, sections["access"])
+    # the key sits beside the store's file; a PostgreSQL store has none, the journal's directory does
+    beside = journal.dir if store.url is not None and journal is not None and journal.key else store.path
+    privacy = parse_privacy(p, sections["privacy"], beside)
+    journal = _journal_within(p, journal, privacy)
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
-                 access=access, report=report)  # fmt: skip
+                 access=access, privacy=privacy, report=report)  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from panoramisk import Manager
 
@@ -57,6 +58,18 @@ def phone_of(channel: str) -> str:
     return channel[:-2] + ";2" if channel.startswith("Local/") and channel.endswith(";1") else channel
 
 
+def private_file(path: Path) -> BinaryIO:
+    """A capture holds callers' numbers: made 0600 whatever the umask (docs/privacy.md)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older capture made 0644 is rewritten private too
+    return os.fdopen(fd, "wb")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    with private_file(path) as f:
+        f.write(data)
+
+
 class AmiRecorder:
     """Records the raw AMI bytes acdbridge's own AMI user receives during a run -- the same
     bytes panoramisk's save_stream writes -- for replay fixtures. At login it asks for
@@ -81,7 +94,7 @@ class AmiRecorder:
         self._task = asyncio.create_task(self._copy(reader), name="ami-recorder")
 
     async def _copy(self, reader: asyncio.StreamReader) -> None:
-        with self.out.open("wb") as f:
+        with private_file(self.out) as f:
             while chunk := await reader.read(65536):
                 f.write(chunk)
 
@@ -570,7 +583,7 @@ async def run_async(
     report.queue_log = queuelog.event_counts(queuelog.parse_lines(lines))
     if record:
         text = "".join(f"{line}\n" for line in lines)
-        await asyncio.to_thread(Path(f"{record}.queue_log").write_text, text, encoding="utf-8")
+        await asyncio.to_thread(_write_private, Path(f"{record}.queue_log"), text.encode())
     return report
 
 

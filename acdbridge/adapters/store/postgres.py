@@ -45,6 +45,7 @@ from acdbridge.adapters.store.common import (
     strict_loads,
     with_pbx,
 )
+from acdbridge.adapters.store.privacy import PrivacyRows
 from acdbridge.errors import StoreLocked, StoreUnusable
 
 CHUNK = 2000  # rows per fetch of each_visit's server-side cursor
@@ -112,12 +113,13 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = %s"
 
 
-class PostgresStore(Checked, AccessRows):
+class PostgresStore(Checked, AccessRows, PrivacyRows):
     """One connection, used under a lock (the daemon's writer task serialises anyway)."""
 
     nul_free = True
     _mark = "%s"
     _json = "::jsonb"
+    _state_key = "pbx"
 
     def __init__(self, url: str, *, exclusive: bool = False, pbx: str = "", password: str | None = None,
                  connect_timeout_s: float = 5.0, lock_wait_s: float = LOCK_WAIT_S) -> None:  # fmt: skip
