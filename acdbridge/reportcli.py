@@ -207,11 +207,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--config", type=Path, help="the daemon's config: thresholds, time zone, [targets], its store"
     )
-    p.add_argument("--from", dest="since", required=True, help="a date or time (local) or epoch seconds")
-    p.add_argument("--to", dest="until", required=True, help="the end, exclusive (same forms)")
+    when = "the start: a date, an ISO 8601 time (no offset: local) or epoch seconds"
+    p.add_argument("--from", dest="since", metavar="F", required=True, help=when)
+    p.add_argument("--to", dest="until", metavar="T", required=True, help="the end, exclusive (same forms)")
     p.add_argument("--interval", required=True, choices=INTERVALS, help="interval length on the local clock")
-    p.add_argument("--by", required=True, choices=GROUPINGS, help="one row per interval and ...")
-    p.add_argument("--format", choices=FORMATS, default="json")
-    p.add_argument("--out", type=Path, help="write to FILE instead of standard output")
+    p.add_argument("--by", required=True, choices=GROUPINGS, help="one row per interval and group")
+    p.add_argument("--format", choices=FORMATS, default="json", help="default json")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--pbx", help="only this PBX's records (default: every PBX of the store)")
     p.set_defaults(func=cmd_report)
