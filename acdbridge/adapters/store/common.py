@@ -179,7 +179,8 @@ def report_visit(row: Row, fields: list[Any]) -> Record:
     uniqueid, queue, enter_ts, end_ts, outcome, agent, pbx = row
     v = {"uniqueid": uniqueid, "queue": queue, "enter_ts": enter_ts, "end_ts": end_ts, "outcome": outcome,
          "agent": agent, **dict(zip(REPORT_FIELDS, fields, strict=False))}  # fmt: skip
-    v.setdefault("ring_attempts", [])
+    if v.get("ring_attempts") is None:  # not asked for (a queue report), or absent
+        v["ring_attempts"] = []
     return with_pbx(v, pbx)
 
 
