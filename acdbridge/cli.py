@@ -12,6 +12,7 @@ from acdbridge import __version__
 from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
 from acdbridge.purge import add_parser as add_purge_parser
+from acdbridge.reportcli import add_parser as add_report_parser
 
 
 def _say(line: str) -> None:
@@ -92,7 +93,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config, for_daemon=False) if args.config else config.Config()
     problems: list[str] = []  # the first of each kind, said after the output (stderr)
-    if args.metrics:
+    if args.db is not None:
+        _replay_into(args, cfg, problems)
+    elif args.metrics:
         sys.stdout.write(replay_metrics(args.trace, cfg, now=args.at, on_problem=problems.append).decode())
     elif args.kpi:
         kpis = replay_kpis(args.trace, cfg, on_problem=problems.append)
@@ -106,6 +109,35 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"acdbridge: warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _replay_into(args: argparse.Namespace, cfg: Any, problems: list[str]) -> None:
+    """replay --db: the trace's records into a store through the daemon's writer, one line said."""
+    import asyncio
+
+    from acdbridge.replay import ReplayError, replay_into_store
+
+    store = open_db(args.db, cfg.store.pbx)
+    try:
+        writer = asyncio.run(replay_into_store(args.trace, cfg, store, on_problem=problems.append))
+    finally:
+        store.close()
+    stats = writer.stats
+    failed = stats.records_dropped + stats.records_lost
+    if failed:
+        raise ReplayError(f"{failed} records could not be stored in {args.db} (see the log above)")
+    visits, states = ["v"] * stats.visits_stored, ["s"] * stats.states_stored
+    _say(f"{args.trace}: {_count(['r'] * writer.emitted, 'record')} ({_count(visits, 'visit')}, "
+         f"{_count(states, 'agent state')}) stored in {args.db}")  # fmt: skip
+
+
+def open_db(db: str, pbx: str = "") -> Any:
+    """--db: an SQLite file (made if missing) or a postgresql:// URL (password: PGPASSWORD)."""
+    from acdbridge.adapters.store import PostgresStore, SqliteStore
+
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db, pbx=pbx)
+    return SqliteStore(Path(db), pbx=pbx)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -288,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_db_upgrade)
 
     _add_replay(sub)
+    add_report_parser(sub)
     add_users_parser(sub)
     add_purge_parser(sub)
     _add_prompts(sub)
@@ -300,6 +333,12 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--records", action="store_true", help="print one JSON object per finished queue visit")
+    mode.add_argument(
+        "--db",
+        metavar="STORE",
+        help="store the visits, agent states, IVR legs and feedback as the daemon does: an SQLite"
+        " file (made if missing) or a postgresql:// URL; [store] pbx of --config is their pbx id",
+    )
     mode.add_argument(
         "--kpi", action="store_true", help="print the KPIs over the whole trace as one JSON object"
     )
