@@ -35,7 +35,7 @@ class NoBuckets:
     def add(self, *_: Any) -> None:
         pass
 
-    def removing(self, *_: Any) -> None:
+    def removed(self, *_: Any) -> None:
         pass
 
 

@@ -187,3 +187,28 @@ def test_windows_equal_the_full_scan_on_the_recorded_traces(trace: Path) -> None
         assert engine.interval(now) == engine.over_scan(*interval_bounds(now, cfg))
     for lo, hi in cuts:
         assert engine.over(lo, hi) == kpis_over(vs, ss, cfg, lo, hi, fs)
+
+
+def test_buckets_of_dropped_records_are_dropped_too() -> None:
+    engine = KpiEngine(KpiConfig())
+    t0 = 1_795_000_000.0
+    for minute in range(3 * 24 * 60):  # three days, one visit and one stretch a minute
+        t = t0 + 60 * minute + 7
+        engine.add_visit({
+            "uniqueid": f"c{minute}", "queue": "water", "outcome": "answered", "enter_ts": t - 20,
+            "end_ts": t, "wait_s": 10.0, "talk_s": 10.0, "hold_s": None, "wrap_s": None,
+            "ring_s": None, "agent": "Ana", "transfer": None, "ring_attempts": [],
+        })  # fmt: skip
+        engine.add_agent_state({"agent": "Ana", "interface": "PJSIP/a", "state": "ready", "reason": None,
+                                "start_ts": t - 60, "end_ts": t})  # fmt: skip
+        if minute % 600 == 0:
+            engine.rolling_24h(t + 1)
+    kept_s = engine.retention_s + 3600  # what is held, and at most one partial bucket per width
+    for buckets in (engine._windows.visits, engine._windows.states):
+        for level, width in enumerate(WIDTHS):
+            assert len(buckets.levels[level]) <= kept_s / width + 1
+            assert len(buckets.version[level]) <= kept_s / width + 1
+        assert len(buckets.dirty) <= len(WIDTHS)
+    now = t0 + 3 * 86_400
+    assert engine.rolling_24h(now) == engine.over_scan(now - 86_400, now)
+    assert engine.today(now) == engine.over_scan(day_start(now, engine.cfg), now)

@@ -309,9 +309,10 @@ class KpiEngine:
                 self.evicted += len(table) - cut - self.max_records
                 cut = len(table) - self.max_records
             if cut:
-                self._windows.removing(table, table[:cut])
-                self._keys.difference_update(row[2] for row in table[:cut])
+                gone = table[:cut]
                 del table[:cut]
+                self._keys.difference_update(row[2] for row in gone)
+                self._windows.removed(table, gone)
 
     def add_visit(self, record: Record) -> None:
         self._add(self._visits, ("visit", record["uniqueid"], record["queue"], record["enter_ts"]), record)

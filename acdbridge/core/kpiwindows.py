@@ -82,11 +82,19 @@ class Buckets(Generic[S]):
         self._gen += 1
         self.version[level][k] = self._gen
 
-    def removing(self, rows: Sequence[Row]) -> None:
-        """These rows are about to leave the table: their buckets are rebuilt when next read."""
-        for row in rows:
+    def removed(self, gone: Sequence[Row]) -> None:
+        """These rows have left the table (oldest first): a bucket they emptied is dropped, one
+        that still holds rows is rebuilt when next read."""
+        oldest = self.rows[0][0] if self.rows else math.inf
+        for row in gone:
             for level, width in enumerate(WIDTHS):
-                self.dirty.add((level, key_of(row[0], width)))
+                k = key_of(row[0], width)
+                if (k + 1) * width <= oldest:
+                    self.levels[level].pop(k, None)
+                    self.version[level].pop(k, None)
+                    self.dirty.discard((level, k))
+                else:
+                    self.dirty.add((level, k))
 
     def records(self, a: float, b: float) -> list[Row]:
         rows = self.rows
@@ -249,10 +257,10 @@ class WindowIndex:
         else:
             self.feedback.add(row[3])
 
-    def removing(self, rows: list[Row], gone: Sequence[Row]) -> None:
+    def removed(self, rows: list[Row], gone: Sequence[Row]) -> None:
         for buckets in (self.visits, self.states, self.feedback):
             if rows is buckets.rows:
-                buckets.removing(gone)
+                buckets.removed(gone)
         if rows is self.states.rows:
             for row in gone:
                 own = self.scheduled.get(row[3]["agent"])
