@@ -10,7 +10,6 @@ rounded) then gives the same float fsum gives. Counts are plain ints, maxima pla
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import add
 from typing import TYPE_CHECKING, Any
 
 from acdbridge.core.kpibase import BUSY, SATISFIED_SCORE, Record, _handle_s, _r, _ratio, _score
@@ -34,6 +33,14 @@ def fix(x: float) -> int:
 
 def flt(n: int) -> float:
     return n / ONE
+
+
+def _add_into(into: list[int], other: list[int]) -> None:
+    # in place and skipping zeros: a bucket gains one record's sums at a time, and adding 0 to a
+    # 1,100-bit integer still costs a new one
+    for i, x in enumerate(other):
+        if x:
+            into[i] += x
 
 
 class QueueSums:
@@ -73,8 +80,8 @@ class QueueSums:
         c[_C_TRANSFERS] += bool(v["transfer"])
 
     def merge(self, o: QueueSums) -> None:
-        self.c = list(map(add, self.c, o.c))
-        self.s = list(map(add, self.s, o.s))
+        _add_into(self.c, o.c)
+        _add_into(self.s, o.s)
         if o.max_wait is not None and (self.max_wait is None or o.max_wait > self.max_wait):
             self.max_wait = o.max_wait
 
@@ -147,8 +154,8 @@ class AgentSums:
             self.s[6] += x
 
     def merge(self, o: AgentSums) -> None:
-        self.c = list(map(add, self.c, o.c))
-        self.s = list(map(add, self.s, o.s))
+        _add_into(self.c, o.c)
+        _add_into(self.s, o.s)
         self.stretches += o.stretches
         for reason, x in o.paused.items():
             self.paused[reason] = self.paused.get(reason, 0) + x
@@ -191,7 +198,7 @@ class FeedbackSums:
             self.c[4] += bool(f.get("resolved"))
 
     def merge(self, o: FeedbackSums) -> None:
-        self.c = list(map(add, self.c, o.c))
+        _add_into(self.c, o.c)
 
     def kpis(self) -> dict[str, Any]:
         scores, satisfied, total, codes, resolved = self.c

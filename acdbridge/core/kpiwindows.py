@@ -67,15 +67,13 @@ class Buckets(Generic[S]):
         self._gen = 0
 
     def add(self, record: Record) -> None:
-        one = self.make()
-        one.add(record)
         end = float(record["end_ts"])
         for level, width in enumerate(WIDTHS):
             k = key_of(end, width)
             bucket = self.levels[level].get(k)
             if bucket is None:
                 bucket = self.levels[level][k] = self.make()
-            bucket.merge(one)
+            bucket.add(record)
             self._bump(level, k)
 
     def _bump(self, level: int, k: int) -> None:
