@@ -58,9 +58,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import fake_pbx  # noqa: E402
+import recovery_store  # noqa: E402
 from ami_load import CHANNEL_PREFIX, WRAP_MARGIN_S, Run, collect, cpu_seconds, one_copy  # noqa: E402
 from fake_pbx import FakePbx, daemon_toml, free_port, lab_lock, longest_wrapup, stream  # noqa: E402
 from replay_bench import ID_PREFIX  # noqa: E402
+
+from acdbridge.adapters.store import SqliteStore  # noqa: E402
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GROUPS = 17  # x 3 queues of the traces = 51 queue names
@@ -226,9 +229,24 @@ async def watch_mqtt(port: int, prefix: str, probes: ProbeSeen) -> None:
                 probes.note(int(name[6:]), int(json.loads(message.payload).get("calls_waiting", 0)), now)
 
 
-def start_daemon(work: Path, ami_port: int, http_port: int, broker: int,
-                 tree: Path, scan: bool) -> tuple[subprocess.Popen[bytes], IO[str]]:  # fmt: skip
+def history_store(path: Path, visits: int) -> int:
+    """A store holding `visits` finished visits (and their agent states) over the last 24 h,
+    cloned from the recorded traces (recovery_store.py): what the daemon resumes its KPI windows
+    from at start, so they hold a busy day as a live daemon's would. How many visits."""
+    recovery_store.VISITS_PER_DAY = visits
+    store = SqliteStore(path)
+    now = time.time()
+    recovery_store.write_history(store, now - 86_400, now - 60, 0)
+    count = store.count("visits")
+    store.close()
+    return count
+
+
+def start_daemon(work: Path, ami_port: int, http_port: int, broker: int, tree: Path, scan: bool,
+                 history: Path | None) -> tuple[subprocess.Popen[bytes], IO[str]]:  # fmt: skip
     work.mkdir(parents=True)
+    if history is not None:
+        shutil.copyfile(history, work / "store.sqlite")
     config = work / "acdbridge.toml"
     config.write_text(
         daemon_toml(work, ami_port, http_port) + f'[journal]\nenabled = true\ndir = "{work / "journal"}"\n'
@@ -246,12 +264,12 @@ def start_daemon(work: Path, ami_port: int, http_port: int, broker: int,
 
 
 async def run_one(label: str, tree: Path, scan: bool, frames: list[bytes], peak_at: int, rate: float,
-                  work: Path, broker: int) -> Result:  # fmt: skip
+                  work: Path, broker: int, history: Path | None) -> Result:  # fmt: skip
     res = Result(label)
     pbx = FakePbx()
     await pbx.start()
     http_port = free_port()
-    proc, log = await asyncio.to_thread(start_daemon, work, pbx.port, http_port, broker, tree, scan)
+    proc, log = await asyncio.to_thread(start_daemon, work, pbx.port, http_port, broker, tree, scan, history)
     sent: dict[int, float] = {}
     sse, mqtt = ProbeSeen(sent), ProbeSeen(sent)
     tasks: list[asyncio.Task[None]] = []
@@ -430,6 +448,11 @@ async def main_async(args: argparse.Namespace) -> int:
     broker = await asyncio.create_subprocess_exec(
         "/usr/sbin/mosquitto", "-c", str(work / "mosquitto.conf"), stderr=asyncio.subprocess.DEVNULL
     )
+    history = None
+    if args.history_visits:
+        history = work / "history.sqlite"
+        held = await asyncio.to_thread(history_store, history, args.history_visits)
+        print(f"history: every daemon starts from a store of {held:,} visits over the last 24 h")
     results: list[Result] = []
     trees = [("scan", ROOT, True), ("now", ROOT, False)]
     if args.only:
@@ -443,7 +466,9 @@ async def main_async(args: argparse.Namespace) -> int:
                 print(
                     f"  running {label} ({tree}{', full-scan KPI windows' if scan else ''}) ...", flush=True
                 )
-                r = await run_one(label, tree, scan, frames, peak_at, args.rate, work / label, broker_port)
+                r = await run_one(
+                    label, tree, scan, frames, peak_at, args.rate, work / label, broker_port, history
+                )
             results.append(r)
             for note in r.run.notes:
                 print(f"    {label}: {note}")
@@ -471,6 +496,8 @@ def main() -> None:
     ap.add_argument("--baseline", help="also run this checkout (e.g. a git worktree of an older commit)")
     ap.add_argument("--only", choices=("scan", "now"), help="run one code path only")
     ap.add_argument("--quick", action="store_true", help="--calls 300")
+    ap.add_argument("--history-visits", type=int, default=0,
+                    help="start each daemon from a store of this many visits in the last 24 h")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (stores, logs, the bytes sent)")
     args = ap.parse_args()
     if args.quick:
