@@ -5,6 +5,7 @@ records (the code before incremental windows; benchmarks/daemon_probe.py --scan)
 
     nice -n 10 .venv/bin/python benchmarks/scale_load.py [--calls 1000] [--rate 3500] [--quick]
         [--only scan|now] [--baseline TREE]   # TREE: also run another checkout (a git worktree)
+        [--history-visits 20000]   # each daemon resumes a day of that many visits from its store
 
 The load is ami_load.py's (the recorded lab traces as N copies with per-copy ids, Timestamp = send
 time, sent by benchmarks/fake_pbx.py at a fixed rate), with two changes: the copies start 0.05 s
