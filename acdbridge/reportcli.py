@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from acdbridge.core.kpi import KpiConfig, Record
+from acdbridge.core.kpi import KpiConfig
+from acdbridge.core.kpibase import Record
 from acdbridge.core.report import (
     GROUPINGS,
     INTERVALS,

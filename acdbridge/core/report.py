@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from acdbridge.core.kpi import DAY_S, KpiConfig, Record, day_start, interval_bounds, kpis_over
+from acdbridge.core.kpi import DAY_S, KpiConfig, day_start, interval_bounds, kpis_over
+from acdbridge.core.kpibase import Record
 
 FIXED_S = {"15m": 900.0, "30m": 1800.0, "1h": 3600.0}
 INTERVALS = (*FIXED_S, "day", "week", "month")
