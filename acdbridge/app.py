@@ -14,12 +14,12 @@ import structlog
 from acdbridge.adapters.ami import AmiClient
 from acdbridge.adapters.callflow import CallFlow
 from acdbridge.adapters.fastagi import FastAgiServer
-from acdbridge.adapters.http import HttpServer
 from acdbridge.adapters.journal import Journal
 from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.metrics import new_registry, render
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store, open_store
+from acdbridge.adapters.web.site import build_site
 from acdbridge.config import Config
 from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.daemon import Daemon, Parts
@@ -77,7 +77,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
                             max_sessions=flow.agi_max_sessions)  # fmt: skip
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
-    http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(registry),
+    http = build_site(cfg.http.host, cfg.http.port, lambda: render(registry),
                       lambda: daemon.self_metrics.healthz(), board=lambda: views.board_json,
                       token=cfg.http.token)  # fmt: skip
     parts = Parts(cfg, store, writer, engine, views, inbox, ami, http, collector, stop, restarts={},
