@@ -81,7 +81,8 @@ class Daemon:
         config.write_text(
             f'[ami]\nhost = "{HOST}"\nport = {dead_ami}\nusername = "acdbridge"\nsecret = "surface-test"\n'
             f'reconnect_min_s = 0.5\nreconnect_max_s = 2\n[store]\npath = "{self.workdir / "store.sqlite"}"\n'
-            f'[http]\nlisten = "{HOST}:{self.http_port}"\n' + flow_sections(self.agi_port),
+            f'[http]\nlisten = "{HOST}:{self.http_port}"\nboard_public = true\n'
+            + flow_sections(self.agi_port),
             encoding="utf-8",
         )
         with self.log_path.open("wb") as log:

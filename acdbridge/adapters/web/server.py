@@ -100,7 +100,7 @@ def shield(guard: Guard) -> Any:
             resp = refusal(request, r.status, r.text, r.headers)
         except web.HTTPException as exc:
             if exc.status < 400:  # a redirect
-                resp = exc
+                resp = web.Response(status=exc.status, headers=exc.headers)
             else:
                 status, kind, text = _named(request, exc)
                 guard.refusals.count(kind, status, text)
