@@ -380,3 +380,22 @@ def test_http_config_keys_are_checked() -> None:
     cfg, p = validate({**base, "http": {"metrics_token": "t", "board_public": True,
                                         "trusted_proxies": ["10.0.0.0/8"]}}, "t.toml", {})  # fmt: skip
     assert p.errors == [] and cfg.http.board_public and cfg.http.trusted_proxies == ("10.0.0.0/8",)
+
+
+def test_sign_in_counts_reach_metrics_families(store: SqliteStore) -> None:
+    from dataclasses import asdict
+
+    from acdbridge.adapters.metrics import access_families
+
+    async def main() -> dict[str, float]:
+        async with site(store) as s, client() as http:
+            await sign_in(http, s, "vic")
+            await sign_in(http, s, "vic", "wrong")
+            assert s.server.access_stats is not None
+            families = access_families(asdict(s.server.access_stats()))
+        return {f"{m.name}{dict(m.labels)}": m.value for f in families for m in f.samples}
+
+    samples = asyncio.run(main())
+    assert samples["acd_access_events_total{'kind': 'sign_ins_ok'}"] == 1
+    assert samples["acd_access_events_total{'kind': 'sign_ins_refused'}"] == 1
+    assert samples["acd_access_sessions_open{}"] == 1

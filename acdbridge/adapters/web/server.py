@@ -132,6 +132,7 @@ class WebServer:
     tls: ssl.SSLContext | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     on_board: list[Callable[[bytes], None]] = field(default_factory=list)
+    access_stats: Callable[[], Any] | None = None  # AccessService.stats, for /metrics
     _runner: web.AppRunner | None = None
     _server: asyncio.Server | None = None
 

@@ -74,6 +74,7 @@ def build_site(
     server = WebServer(host, port, app, guard, tls)
     server.on_board.append(wallboard.broadcast)
     server.on_stop.append(wallboard.end_streams)
+    server.access_stats = access.stats if access is not None else None
     return server
 
 
