@@ -399,3 +399,22 @@ def test_sign_in_counts_reach_metrics_families(store: SqliteStore) -> None:
     assert samples["acd_access_events_total{'kind': 'sign_ins_ok'}"] == 1
     assert samples["acd_access_events_total{'kind': 'sign_ins_refused'}"] == 1
     assert samples["acd_access_sessions_open{}"] == 1
+
+
+def test_an_event_stream_ends_when_its_session_does(store: SqliteStore) -> None:
+    async def main() -> tuple[bytes, bytes]:
+        async with site(store) as s, client() as http:
+            assert (await sign_in(http, s, "vic")).status == 303
+            stream = await http.get(f"{s.base}/events")
+            assert stream.status == 200
+            first = await asyncio.wait_for(stream.content.readuntil(b"}\n\n"), 5)  # the board at once
+            csrf = (await me(http, s))["csrf"]
+            assert (
+                await http.post(f"{s.base}/signout", data={"csrf": csrf}, allow_redirects=False)
+            ).status == 303
+            s.server.broadcast(b'{"queues": {"after": 1}}')
+            rest = await asyncio.wait_for(stream.content.read(), 5)  # ends: the update is not sent
+            return first, rest
+
+    first, rest = asyncio.run(main())
+    assert b'data: {"queues": {}}' in first and b"after" not in rest

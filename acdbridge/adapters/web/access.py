@@ -139,6 +139,14 @@ class WebAccess:
             raise Refused(400, "malformed", f"form body not readable: {exc}") from None
         return {k: v for k, v in form.items() if isinstance(v, str)}
 
+    async def still_signed_in(self, request: web.Request) -> bool:
+        """For a long-lived stream: False once the session it was opened with has ended. A stream
+        opened without one (a public board, the kiosk key) goes on."""
+        if session_of(request) is None:
+            return True
+        token = request.cookies.get(COOKIE, "")
+        return await self.access.session(token, time.time()) is not None
+
     def require(self, request: web.Request, role: Role) -> Session:
         session = session_of(request)
         if session is None:

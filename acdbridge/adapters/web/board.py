@@ -7,20 +7,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from acdbridge.adapters.web.guard import Guard
 from acdbridge.adapters.web.server import Refused, secure, static_dir
 
-SSE_HEARTBEAT_S = 15.0
+SSE_HEARTBEAT_S = 15.0  # also how soon a stream whose session ended is noticed when idle
 SSE_QUEUE = 16  # updates kept per slow client; older ones are dropped (the newest is a full board)
 
 
+async def _always(_request: web.Request) -> bool:
+    return True
+
+
 class Board:
-    def __init__(self, guard: Guard, board: Callable[[], bytes]) -> None:
-        self.guard, self.board = guard, board
+    def __init__(
+        self,
+        guard: Guard,
+        board: Callable[[], bytes],
+        alive: Callable[[web.Request], Awaitable[bool]] = _always,
+    ) -> None:
+        # alive: is the stream's session still good? (a sign-out or `users disable` ends the stream)
+        self.guard, self.board, self.alive = guard, board, alive
         self._subscribers: set[asyncio.Queue[bytes]] = set()
         self._page = (static_dir() / "wallboard.html").read_bytes()
 
@@ -68,9 +78,13 @@ class Board:
                 try:
                     data = await asyncio.wait_for(queue.get(), SSE_HEARTBEAT_S)
                 except TimeoutError:
+                    if not await self.alive(request):
+                        break
                     await resp.write(b": heartbeat\n\n")
                     continue
                 if not data:  # the server is stopping
+                    break
+                if not await self.alive(request):  # the page's script then goes to /signin
                     break
                 await resp.write(b"data: " + data + b"\n\n")  # a stuck client: guard.py's deadline
             return resp

@@ -64,7 +64,7 @@ def build_site(
     else:
         middlewares.append(_board_only(open_board))
     app = web.Application(middlewares=middlewares, client_max_size=guard.limits.max_body_bytes)
-    wallboard = Board(guard, board)
+    wallboard = Board(guard, board, web_access.still_signed_in) if web_access else Board(guard, board)
     wallboard.routes(app)
     Scrape(metrics, health, gates.metrics).routes(app)
     if web_access is not None and access is not None:

@@ -41,7 +41,19 @@ function connect() {
   const link = document.getElementById("link");
   source.onopen = () => { link.textContent = "live"; link.className = ""; };
   source.onmessage = (e) => render(JSON.parse(e.data));
-  source.onerror = () => { link.textContent = "reconnecting…"; link.className = "down"; };
+  source.onerror = () => {
+    link.textContent = "reconnecting…";
+    link.className = "down";
+    signedOut();
+  };
+}
+
+// EventSource retries a 401 for ever: when the session has ended (signed out elsewhere, expired,
+// the account disabled), go to the sign-in page instead, and come back here after it.
+function signedOut() {
+  fetch("api/board" + location.search, { credentials: "same-origin" })
+    .then((r) => { if (r.status === 401) location.assign("/signin?next=" + encodeURIComponent("/" + location.search)); })
+    .catch(() => {});  // the daemon is down: EventSource keeps retrying
 }
 setInterval(() => { document.getElementById("clock").textContent = new Date().toLocaleTimeString(); }, 1000);
 connect();
