@@ -49,7 +49,7 @@ demo: deps demo-stop-daemon
 	sleep 11
 	@$(BIN)/python -c 'import urllib.request as u; print(u.urlopen("http://127.0.0.1:29108/metrics").read().decode())' \
 		| grep -E '^acd_queue_(service_level_ratio|asa_seconds|abandon_ratio|window_offered_calls)\{.*window="15m"|^acd_ivr_calls_total'
-	$(BIN)/acdbridge export --config examples/acdbridge-lab.toml --from 0 --to 2100-01-01 --format csv > demo/visits.csv
+	$(BIN)/acdbridge export --config examples/acdbridge-lab.toml --from 0 --to 2100-01-01 --format csv --output demo/visits.csv
 	@echo "acdbridge stored $$(($$(wc -l < demo/visits.csv) - 1)) queue visits: demo/visits.csv (log: demo/daemon.log)"
 	@echo "Still running: the lab, mosquitto and the daemon (wallboard above). Stop them all with: make demo-stop"
 

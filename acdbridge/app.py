@@ -22,14 +22,17 @@ from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.metrics import new_registry, render
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store, open_store
+from acdbridge.adapters.store.privacy import PrivacyRows
 from acdbridge.adapters.web.metrics import Health, MetricsAuth
 from acdbridge.adapters.web.server import WebServer
 from acdbridge.adapters.web.site import Gates, build_site
 from acdbridge.config import Config
+from acdbridge.logmask import mask_callers
 from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.daemon import Daemon, Parts
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.gapread import GapReader
+from acdbridge.runtime.privacy import PrivacyJob, warn_if_root
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.startup import check_directory
 from acdbridge.runtime.track import Inbox, call_ids_of_agi, to_store
@@ -41,12 +44,14 @@ from acdbridge.settings.httpconf import tls_context
 log = structlog.get_logger("acdbridge")
 
 
-def configure_logging() -> None:
+def configure_logging(*, mask: bool = True) -> None:
+    """mask: callers' numbers keep their last 4 digits ([privacy] mask_logs, acdbridge/logmask.py)."""
     tty = sys.stderr.isatty()
     renderer: Any = structlog.dev.ConsoleRenderer() if tty else structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *([mask_callers] if mask else []),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             *([] if tty else [structlog.processors.format_exc_info]),  # a traceback as one JSON field
@@ -82,13 +87,18 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
         handlers = {name: call_ids_of_agi(h) for name, h in callflow.handlers().items()}
         agi = FastAgiServer(handlers, flow.agi_host, flow.agi_port, read_timeout_s=flow.agi_read_timeout_s,
                             max_sessions=flow.agi_max_sessions)  # fmt: skip
+    privacy = None
+    if isinstance(store, PrivacyRows):  # both backends are; a test's stand-in store runs no job
+        privacy = PrivacyJob(cfg.privacy, cfg.kpi.timezone, store, journal,
+                             cfg.journal.checkpoint_path if cfg.journal else None)  # fmt: skip
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow)
     parts = Parts(cfg, store, writer, engine, views, inbox, ami, http, collector, stop, restarts={},
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
-                  members=members, mqtt=MqttPublisher(cfg.mqtt) if cfg.mqtt else None)  # fmt: skip
+                  members=members, mqtt=MqttPublisher(cfg.mqtt) if cfg.mqtt else None,
+                  privacy=privacy)  # fmt: skip
     daemon = Daemon(parts)
     return daemon
 
@@ -109,7 +119,8 @@ def web_site(cfg: Config, registry: CollectorRegistry, views: Views, health: Hea
 
 
 def run(cfg: Config, config_path: Path | None = None) -> int:
-    configure_logging()
+    configure_logging(mask=cfg.privacy.mask_logs)
+    warn_if_root(cfg.privacy.allow_root)
     check_directory(cfg.flow)
     asyncio.run(build(cfg, config_path=config_path).run())
     return 0

@@ -11,6 +11,8 @@ from typing import Any
 from acdbridge import __version__
 from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
+from acdbridge.purge import add_parser as add_purge_parser
+from acdbridge.reportcli import add_parser as add_report_parser
 
 
 def _say(line: str) -> None:
@@ -30,7 +32,9 @@ def _port(text: str) -> int:
 def _lab_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from acdbridge.lab.pbx import LabSettings
 
-    return LabSettings(dir=args.dir, ami_port=args.ami_port, sip_port=args.sip_port)
+    return LabSettings(
+        dir=args.dir, ami_port=args.ami_port, ami_tls_port=args.ami_tls_port, sip_port=args.sip_port
+    )
 
 
 def _count(items: Sequence[object], noun: str) -> str:
@@ -89,7 +93,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config, for_daemon=False) if args.config else config.Config()
     problems: list[str] = []  # the first of each kind, said after the output (stderr)
-    if args.metrics:
+    if args.db is not None:
+        _replay_into(args, cfg, problems)
+    elif args.metrics:
         sys.stdout.write(replay_metrics(args.trace, cfg, now=args.at, on_problem=problems.append).decode())
     elif args.kpi:
         kpis = replay_kpis(args.trace, cfg, on_problem=problems.append)
@@ -103,6 +109,35 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"acdbridge: warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _replay_into(args: argparse.Namespace, cfg: Any, problems: list[str]) -> None:
+    """replay --db: the trace's records into a store through the daemon's writer, one line said."""
+    import asyncio
+
+    from acdbridge.replay import ReplayError, replay_into_store
+
+    store = open_db(args.db, cfg.store.pbx)
+    try:
+        writer = asyncio.run(replay_into_store(args.trace, cfg, store, on_problem=problems.append))
+    finally:
+        store.close()
+    stats = writer.stats
+    failed = stats.records_dropped + stats.records_lost
+    if failed:
+        raise ReplayError(f"{failed} records could not be stored in {args.db} (see the log above)")
+    visits, states = ["v"] * stats.visits_stored, ["s"] * stats.states_stored
+    _say(f"{args.trace}: {_count(['r'] * writer.emitted, 'record')} ({_count(visits, 'visit')}, "
+         f"{_count(states, 'agent state')}) stored in {args.db}")  # fmt: skip
+
+
+def open_db(db: str, pbx: str = "") -> Any:
+    """--db: an SQLite file (made if missing) or a postgresql:// URL (password: PGPASSWORD)."""
+    from acdbridge.adapters.store import PostgresStore, SqliteStore
+
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db, pbx=pbx)
+    return SqliteStore(Path(db), pbx=pbx)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -202,16 +237,18 @@ def _open_for(args: argparse.Namespace) -> Any:
 def _cmd_export(args: argparse.Namespace) -> int:
     import csv
 
+    from acdbridge.privatefile import text_output
     from acdbridge.replay import dumps
 
     store = _open_for(args)
+    out = text_output(args.output)
     try:  # streamed: a month of a large centre is never held in memory at once
         visits = store.each_visit(args.since, args.until, args.queue, pbx=args.pbx)
         if args.format == "jsonl":
             for v in visits:
-                sys.stdout.write(dumps(v) + "\n")
+                out.write(dumps(v) + "\n")
         else:
-            writer = csv.writer(sys.stdout)
+            writer = csv.writer(out)
             writer.writerow([*EXPORT_COLUMNS, "transfer_kind", "transfer_to", "ring_attempts", "pbx"])
             for v in visits:
                 transfer = v.get("transfer") or {}
@@ -220,6 +257,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 writer.writerow([*row, transfer.get("kind"), transfer.get("to"), attempts, v.get("pbx", "")])
     finally:
         store.close()
+        if out is not sys.stdout:
+            out.close()
     return 0
 
 
@@ -270,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", help="only this queue")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--pbx", help="only this PBX's visits (default: every PBX of the store)")
+    p.add_argument("--output", type=Path, help="write to FILE, made 0600 (callers' numbers); default stdout")
     _store_source(p)
     p.set_defaults(func=_cmd_export)
 
@@ -280,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_db_upgrade)
 
     _add_replay(sub)
+    add_report_parser(sub)
     add_users_parser(sub)
+    add_purge_parser(sub)
     _add_prompts(sub)
     _add_lab(sub)
     return parser
@@ -291,6 +333,12 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("trace", type=Path, help="raw AMI bytes as an AMI client receives them (.gz accepted)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--records", action="store_true", help="print one JSON object per finished queue visit")
+    mode.add_argument(
+        "--db",
+        metavar="STORE",
+        help="store the visits, agent states, IVR legs and feedback as the daemon does: an SQLite"
+        " file (made if missing) or a postgresql:// URL; [store] pbx of --config is their pbx id",
+    )
     mode.add_argument(
         "--kpi", action="store_true", help="print the KPIs over the whole trace as one JSON object"
     )
@@ -349,6 +397,9 @@ def _add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--dir", type=Path, default=DEFAULT_DIR, help=f"lab directory (default {DEFAULT_DIR})"
     )
     common.add_argument("--ami-port", type=_port, default=25038, help="AMI port on 127.0.0.1 (default 25038)")
+    common.add_argument(
+        "--ami-tls-port", type=_port, default=25039, help="AMI over TLS port on 127.0.0.1 (default 25039)"
+    )
     common.add_argument(
         "--sip-port", type=_port, default=25060, help="SIP UDP port on 127.0.0.1 (default 25060)"
     )

@@ -39,7 +39,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from acdbridge.core.kpi import DAY_S, KpiConfig, QueueKpiConfig
 from acdbridge.core.limits import Limits
+from acdbridge.core.report import ReportConfig
 from acdbridge.errors import AcdError
 from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 from acdbridge.settings import checks
@@ -57,14 +58,16 @@ from acdbridge.settings.httpconf import HttpConfig, parse_http
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
 from acdbridge.settings.mqttconf import MqttConfig, parse_mqtt_section
+from acdbridge.settings.privacyconf import PrivacyConfig, default_key_file, parse_privacy
 from acdbridge.settings.problems import Problems, dotted, get, known, table
+from acdbridge.settings.reportconf import default_sl_target, parse_report
 from acdbridge.settings.secrets import secret
 
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
-            "access"} | FLOW_SECTIONS  # fmt: skip
+            "access", "privacy", "targets"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -114,6 +117,10 @@ class Config:
     journal: JournalConfig | None = None  # a config file has one unless `enabled = false`
     limits: Limits = field(default_factory=Limits)  # what the trackers remember at most
     access: AccessConfig = field(default_factory=AccessConfig)  # sign-in: sessions, lockout
+    privacy: PrivacyConfig = field(
+        default_factory=lambda: PrivacyConfig(default_key_file(StoreConfig().path))
+    )
+    report: ReportConfig = field(default_factory=ReportConfig)  # [targets], agents' teams
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -148,7 +155,9 @@ def _store_url(p: Problems, url: str) -> None:
                             "systemd credential store-password instead")  # fmt: skip
 
 
-def _queues(p: Problems, t: dict[str, Any]) -> tuple[dict[str, float], dict[str, QueueKpiConfig]]:
+def _queues(
+    p: Problems, t: dict[str, Any], default_sl: float = 0.8
+) -> tuple[dict[str, float], dict[str, QueueKpiConfig]]:
     wrapup: dict[str, float] = {}
     queue_kpi: dict[str, QueueKpiConfig] = {}
     keys = {"wrapup_s", "sl_threshold_s", "short_abandon_s", "sl_target"}
@@ -163,10 +172,10 @@ def _queues(p: Problems, t: dict[str, Any]) -> tuple[dict[str, float], dict[str,
         }
         if "wrapup_s" in seconds:
             wrapup[queue] = seconds.pop("wrapup_s")
-        target = get(p, qt, "sl_target", where, float, 0.8)
+        target = get(p, qt, "sl_target", where, float, default_sl)
         if not 0 <= target <= 1:
             p.error(where, f"sl_target must be a ratio between 0 and 1, got {target!r}")
-            target = 0.8
+            target = default_sl
         queue_kpi[queue] = QueueKpiConfig(**seconds, sl_target=target)
     return wrapup, queue_kpi
 
@@ -217,7 +226,11 @@ def _agents(p: Problems, t: dict[str, Any]) -> tuple[dict[str, float], dict[str,
 
 
 def _kpi(
-    p: Problems, t: dict[str, Any], queues: dict[str, QueueKpiConfig], agents: dict[str, Any]
+    p: Problems,
+    t: dict[str, Any],
+    queues: dict[str, QueueKpiConfig],
+    agents: dict[str, Any],
+    default_sl: float = 0.8,
 ) -> KpiConfig:
     w = "kpi"
     known(p, t, w, {"timezone", "windows_min", "interval_min", "ring_cadence_s", "cost_per_hour"})
@@ -241,11 +254,24 @@ def _kpi(
         p.error("kpi.timezone", f"unknown timezone {timezone!r} (an IANA name such as Asia/Shanghai)")
         timezone = "UTC"
     return KpiConfig(
-        queues=queues, windows_s=tuple(float(m) * 60 for m in windows), interval_s=interval * 60,
+        queues=queues, default=QueueKpiConfig(sl_target=default_sl),
+        windows_s=tuple(float(m) * 60 for m in windows), interval_s=interval * 60,
         ring_cadence_s=get(p, t, "ring_cadence_s", w, float, 6.0, lo=0.5, hi=60), timezone=timezone,
         cost_per_hour=get(p, t, "cost_per_hour", w, float, None, lo=0), qa_scores=scores or None,
         schedules=schedules or None,
     )  # fmt: skip
+
+
+def _journal_within(
+    p: Problems, journal: JournalConfig | None, privacy: PrivacyConfig
+) -> JournalConfig | None:
+    """The raw AMI holds callers' numbers too: never kept longer than the privacy retention."""
+    if journal is None or privacy.retain_s is None or journal.retention_days <= privacy.retain_days:
+        return journal
+    days = f"{privacy.retain_days:g}"
+    p.warn("journal.retention_days", f"{journal.retention_days:g} is longer than privacy.retain_days "
+                                     f"({days}): the journal is kept {days} days")  # fmt: skip
+    return replace(journal, retention_days=privacy.retain_days)
 
 
 def validate(
@@ -265,13 +291,25 @@ def validate(
         p.error("", f"unknown sections {unknown}; known: {', '.join(sorted(SECTIONS))}")
     sections = {
         name: table(p, data.get(name, {}), name)
-        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits", "access")
+        for name in (
+            "ami",
+            "store",
+            "http",
+            "kpi",
+            "queues",
+            "agents",
+            "journal",
+            "limits",
+            "access",
+            "privacy",
+        )
     }
+    report = parse_report(p, data.get("targets", {}), sections["agents"])
     ami = parse_ami(p, sections["ami"], env, require_secret=for_daemon)
     store = _store(p, sections["store"], env)
-    wrapup, queue_kpi = _queues(p, sections["queues"])
+    wrapup, queue_kpi = _queues(p, sections["queues"], default_sl_target(report))
     http = parse_http(p, sections["http"], env)
-    kpi = _kpi(p, sections["kpi"], queue_kpi, sections["agents"])
+    kpi = _kpi(p, sections["kpi"], queue_kpi, sections["agents"], default_sl_target(report))
     mqtt = parse_mqtt_section(p, table(p, data["mqtt"], "mqtt"), env) if "mqtt" in data else None
     journal = parse_journal(p, sections["journal"], ami.capture, store.path)
     if for_daemon and journal is not None and not journal.key and store.url is not None:
@@ -280,8 +318,12 @@ def validate(
                               "local directory, e.g. /var/lib/acdbridge/journal")  # fmt: skip
     limits = parse_limits(p, sections["limits"])
     access = parse_access(p, sections["access"])
+    # the key sits beside the store's file; a PostgreSQL store has none, the journal's directory does
+    beside = journal.dir if store.url is not None and journal is not None and journal.key else store.path
+    privacy = parse_privacy(p, sections["privacy"], beside)
+    journal = _journal_within(p, journal, privacy)
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
-                 access=access)  # fmt: skip
+                 access=access, privacy=privacy, report=report)  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

@@ -33,7 +33,7 @@ HOTLINE_PROMPTS = ("greeting", "menu", "invalid", "closed")  # "holiday" falls b
 SURVEY_PROMPTS = ("survey", "thanks", "invalid")
 HOTLINE_KEYS = {"dids", "default_queue", "default_call_type", "languages", "menu", "hours", "holidays",
                 "menu_timeout_s", "menu_tries", "survey", "prompts"}  # fmt: skip
-AGENT_KEYS = {"qa_score", "schedule", "extension", "interface", "skills"}
+AGENT_KEYS = {"qa_score", "schedule", "extension", "interface", "skills", "team"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TIME = r"(?:[01]\d|2[0-4]):[0-5]\d"
 _HOURS = re.compile(rf"^(?P<days>[a-z]{{3}}(?:-[a-z]{{3}})?)\s+(?P<start>{_TIME})-(?P<end>{_TIME})$")

@@ -9,12 +9,15 @@ from pathlib import Path
 
 from acdbridge.adapters.journal import CONNECT, QUEUE_LOG, TornTail, iter_inputs
 from acdbridge.adapters.metrics import new_registry, render
+from acdbridge.adapters.store import Store
 from acdbridge.config import Config
 from acdbridge.core.kpi import Kpis, kpis_over
 from acdbridge.core.pipeline import Record
 from acdbridge.errors import AcdError
 from acdbridge.runtime.engine import Engine
+from acdbridge.runtime.track import QUEUE_SIZE
 from acdbridge.runtime.views import Views
+from acdbridge.runtime.writer import BATCH, StoreWriter
 
 
 class ReplayError(AcdError):
@@ -46,16 +49,41 @@ def replay(path: Path, cfg: Config | None = None, finish: bool = True,
     replays to the same times); `finish` ends the calls in progress as at an orderly stop."""
     cfg = cfg or Config()
     engine = Engine(cfg.kpi, cfg.wrapup_s, limits=cfg.limits, on_problem=on_problem)
+    for _ in feed(engine, path, finish):
+        pass
+    return engine
+
+
+def feed(engine: Engine, path: Path, finish: bool = True) -> Iterator[None]:
+    """Feed the trace to `engine` chunk by chunk, as it was read; yields after each chunk, so a
+    caller can act between them (replay_into_store drains the store writer there)."""
     torn: list[TornTail] = []
     for kind, chunk, received_at in read_inputs(path, torn):
         engine.feed_record(kind, chunk, received_at or 0.0)
+        yield
     for tail in torn:  # expected after a crash: the last record was being written
         engine.pipeline.problems.count(
             "journal_torn_tail", f"{tail.path} at byte {tail.offset}: {tail.reason}"
         )
     if finish:
         engine.finish()
-    return engine
+
+
+async def replay_into_store(path: Path, cfg: Config, store: Store,
+                            on_problem: Callable[[str], None] | None = None) -> StoreWriter:  # fmt: skip
+    """`acdbridge replay TRACE --db STORE`: the trace through the daemon's engine into the daemon's
+    store writer (runtime/writer.py), as the start after a crash replays a journal tail
+    (runtime/recovery.py): the writer is drained whenever a batch is queued, so a long trace
+    never overflows its queue. Visits, agent states, IVR legs and feedback land in their tables
+    exactly as the live daemon writes them (idempotent keys: a second replay adds nothing)."""
+    writer = StoreWriter(store, QUEUE_SIZE)  # the daemon's size
+    engine = Engine(cfg.kpi, cfg.wrapup_s, lambda o: writer.put(o.kind, o.record), cfg.limits,
+                    on_problem=on_problem)  # fmt: skip
+    for _ in feed(engine, path):
+        if writer.queue.qsize() >= BATCH:
+            await writer.drain()
+    await writer.drain()
+    return writer
 
 
 def replay_records(path: Path, wrapup_s: dict[str, float] | None = None,

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures: a real PostgreSQL, tests/pg.py)
+from tests.stores import make_store  # noqa: F401  (fixture: one store per backend)
 
 REPO = Path(__file__).resolve().parents[1]
 # What the integration tests ran against, for the closing summary.

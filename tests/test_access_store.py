@@ -7,9 +7,8 @@ from __future__ import annotations
 import io
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -18,30 +17,9 @@ from acdbridge.access.model import Account, AuditEntry, Role
 from acdbridge.adapters.store import SCHEMA_VERSION, PostgresStore, SqliteStore, schema
 from acdbridge.cli import main
 from tests.pg import PgCluster
+from tests.stores import AnyStore
 
-AnyStore = SqliteStore | PostgresStore
 V1_STORE = Path(__file__).parent / "fixtures/store-v1.sqlite"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., AnyStore]]:
-    opened: list[AnyStore] = []
-    if request.param == "postgres":
-        cluster: PgCluster = request.getfixturevalue("pg_cluster")
-        url = cluster.create_database()
-
-        def make(**kw: Any) -> AnyStore:
-            opened.append(PostgresStore(url, password=cluster.password, **kw))
-            return opened[-1]
-    else:
-
-        def make(**kw: Any) -> AnyStore:
-            opened.append(SqliteStore(tmp_path / "s.sqlite", **kw))
-            return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
 
 
 def test_accounts_round_trip(make_store: Callable[..., AnyStore]) -> None:

@@ -20,6 +20,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_lab_options_parse_with_their_defaults() -> None:
     args = build_parser().parse_args(["lab", "up", "--ami-port", "26038"])
     assert args.ami_port == 26038 and args.sip_port == 25060 and args.dir == pbx.DEFAULT_DIR
+    assert args.ami_tls_port == 25039
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "abc"])
@@ -106,6 +107,7 @@ def test_check_config_on_a_good_file_prints_a_summary(
         "  ami: acdbridge@127.0.0.1:5038",
         "  listeners: http 0.0.0.0:9200",
         f"  store: {tmp_path / 's.sqlite'}, journal {tmp_path / 's.journal'}",
+        "  privacy: callers' data pseudonymised after 90 days (daily at 03:30 UTC), logs masked",
         "  call flow: none (no [agi] section: the daemon only watches)",
     ]
 

@@ -27,9 +27,12 @@ def test_the_sample_config_takes_every_lab_override(tmp_path: Path, repo: Path) 
     install(settings.conf_dir, tmp_path / "etc", settings.overrides())
     manager = (tmp_path / "etc/manager.conf").read_text()
     assert "port = 26038" in manager and "timestampevents = yes" in manager
+    assert "tlsenable = yes" in manager and "tlsbindaddr = 127.0.0.1:25039" in manager
+    assert "tlsprivatekey = /etc/asterisk/keys/ami.key" in manager
     assert "bind = 127.0.0.1:26060" in (tmp_path / "etc/pjsip.conf").read_text()
     # the shipped files keep the standard ports an operator expects
-    assert "port = 5038" in (repo / "asterisk_conf/manager.conf").read_text()
+    shipped = (repo / "asterisk_conf/manager.conf").read_text()
+    assert "port = 5038" in shipped and "tlsenable = no" in shipped
 
 
 def test_an_override_that_matches_nothing_is_an_error(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@
   the PBX is taken as hung and the connection is dropped.
 - Every action has a timeout, and `as_list` is always explicit (panoramisk guesses it from the
   reply's text and can wait forever).
+- TLS (manager.conf tlsenable) when `[ami] tls`: the context and the words for a failed
+  handshake come from settings/amitls.py, shared with check-config --pbx.
 - Reconnect with capped, jittered exponential backoff (panoramisk's own is a fixed 2 s and
   re-sends unanswered actions); after every login a resync: GetConfig queues.conf (wrapuptime is
   in no event), QueueStatus and CoreShowChannels, whose replies the trackers use to pick up calls
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from panoramisk.message import Message
 from acdbridge.adapters.journal import CONNECT, Journal, Mark, mark_in
 from acdbridge.adapters.reconnect import keep_connected
 from acdbridge.core.ami import AmiMessage, FrameParser
+from acdbridge.settings import amitls
 from acdbridge.settings.amiconf import AmiConfig
 
 log = structlog.get_logger("acdbridge.ami")
@@ -95,11 +99,29 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
 
 
 class _Manager(Manager):  # type: ignore[misc]
-    def __init__(self, lost: asyncio.Event, **config: Any) -> None:
+    def __init__(self, lost: asyncio.Event, tls: ssl.SSLContext | None, server_name: str | None,
+                 **config: Any) -> None:  # fmt: skip
         super().__init__(**config)
-        self.lost = lost
+        self.lost, self.tls, self.server_name = lost, tls, server_name
         self.refused = asyncio.Event()
         self.refusal = "refused"
+
+    def connect(self, *_args: Any) -> asyncio.Task[Any]:
+        # panoramisk's connect passes `ssl` but not server_hostname (tls_server_name); the rest
+        # is its own: the done callback sets up the protocol and sends the Login
+        self.loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(self.loop.create_connection(
+            self.config["protocol_factory"], self.config["host"], self.config["port"], ssl=self.tls,
+            server_hostname=self.server_name,
+        ))  # fmt: skip
+        task.add_done_callback(self._made)
+        return task
+
+    def _made(self, task: asyncio.Future[Any]) -> None:
+        # a failed or timed-out connect is ours to report (_connect); panoramisk's handler would
+        # schedule a reconnect of its own on the loop, one more timer per failed attempt
+        if not task.cancelled() and task.exception() is None:
+            self.connection_made(task)
 
     def connection_lost(self, exc: Exception | None) -> None:  # no panoramisk reconnect
         self.lost.set()
@@ -130,6 +152,7 @@ class AmiClient:
         self.on_message = on_message
         self.journal, self.on_mark, self.wants = journal, on_mark, wants
         self.stats = AmiStats()
+        self.tls = amitls.client_context(cfg)  # built once: tls_ca is read at start
         self._manager: Manager | None = None  # while logged in
 
     async def send(self, fields: dict[str, str]) -> Any:
@@ -154,7 +177,7 @@ class AmiClient:
         """Stay connected until `stop` is set."""
         await keep_connected(
             "ami", lambda: self._session(stop), stop,
-            (OSError, TimeoutError, ConnectionError, AmiLoginError), self.stats,
+            (OSError, TimeoutError, ConnectionError, AmiLoginError, AmiTlsError), self.stats,
             self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, level="error", host=self.cfg.host,
             port=self.cfg.port,
         )  # fmt: skip
@@ -165,17 +188,18 @@ class AmiClient:
         logged_in = asyncio.Event()
         session = _Session(self)
         manager = _Manager(
-            lost, host=cfg.host, port=cfg.port, username=cfg.username, secret=cfg.secret,
+            lost, self.tls, amitls.server_name(cfg), host=cfg.host, port=cfg.port, username=cfg.username,
+            secret=cfg.secret,
             protocol_factory=lambda: _Protocol(session), ping_delay=NO_AUTO, reconnect_timeout=NO_AUTO,
             on_login=lambda _m: logged_in.set(), on_disconnect=lambda _m, _e: lost.set(),
             forgetable_actions=(*tuple(a["Action"].lower() for a, _ in RESYNC_ACTIONS), "ping", "login"),
         )  # fmt: skip
         try:
-            await asyncio.wait_for(manager.connect(), cfg.action_timeout_s)
+            await self._connect(manager)
             await self._login(manager, logged_in)
             self.stats.connected = True
             self.stats.connections += 1
-            log.info("ami_connected", host=cfg.host, port=cfg.port)
+            log.info("ami_connected", host=cfg.host, port=cfg.port, tls=cfg.tls)
             for fields, as_list in RESYNC_ACTIONS:
                 await self.action(manager, fields, as_list=as_list)
             self._manager = manager
@@ -184,6 +208,22 @@ class AmiClient:
             self._manager = None
             self.stats.connected = False
             manager.close()
+
+    async def _connect(self, manager: _Manager) -> None:
+        try:
+            await asyncio.wait_for(manager.connect(), self.cfg.action_timeout_s)
+        except (OSError, EOFError) as exc:
+            said = amitls.describe_failure(self.cfg, exc) if self.cfg.tls else None
+            if said is None:
+                raise
+            raise AmiTlsError(said) from None
+        except TimeoutError:
+            if self.cfg.tls:  # e.g. a PBX that takes TCP but never answers the ClientHello
+                raise AmiTlsError(
+                    f"TLS: no handshake with {self.cfg.host}:{self.cfg.port} within "
+                    f"{self.cfg.action_timeout_s:g} s (unreachable, or not a TLS port?)"
+                ) from None
+            raise
 
     async def _login(self, manager: _Manager, logged_in: asyncio.Event) -> None:
         waits = {asyncio.ensure_future(logged_in.wait()), asyncio.ensure_future(manager.refused.wait())}
@@ -232,3 +272,7 @@ def succeeded(response: Any) -> bool:
 
 class AmiLoginError(Exception):
     pass
+
+
+class AmiTlsError(Exception):
+    """The TLS handshake failed: an untrusted certificate, a plain-TCP port, a broken peer."""

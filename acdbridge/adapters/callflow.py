@@ -38,7 +38,7 @@ class RecentCallers:
     def seen(self, number: str, ts: float) -> bool:
         """Record a call; True when the same number called within the window before."""
         key = normalise(number)
-        if not key:
+        if not key or number.startswith("p:"):  # a pseudonym (docs/privacy.md) is no number to match
             return False
         before = self.last.get(key)
         put_newest(self.last, key, ts, RECENT_KEPT)

@@ -20,18 +20,26 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from acdbridge.core.values import MAX_TS, is_ascii_digits
+from acdbridge.core.kpibase import (
+    BUSY,
+    SATISFIED_SCORE,
+    Record,
+    _handle_s,
+    _mean,
+    _overlap,
+    _r,
+    _ratio,
+    _score,
+    schedule_kpis,
+)
+from acdbridge.core.kpiwindows import WindowIndex
+from acdbridge.core.values import MAX_TS
 
-Record = Mapping[str, Any]
-SATISFIED_SCORE = 4  # a survey score of 4 or 5 (of 5) counts as satisfied
 Kpis = dict[str, dict[str, dict[str, Any]]]  # {"queues": {name: {metric: value}}, "agents": {...}}
 Row = tuple[float, int, tuple[Any, ...], Record]  # (end_ts, arrival number, dedup key, record)
 
-DIGITS = 6
 DAY_S = 86_400.0
 LONGEST_DAY_S = DAY_S + 3600.0  # a local day with a DST fall-back lasts 25 h
-BUSY = ("talking", "on_hold", "wrapup")
-NOT_WORKING = ("logged_out", "paused")
 # The numbers of a record the KPIs read. A record with any of them not finite or beyond MAX_TS
 # (a stored row from before values were checked, say) is left out: with every number at most
 # ~7e9 s no sum can overflow and no date computation can fail.
@@ -102,27 +110,6 @@ class KpiConfig:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-def _r(x: float) -> float:
-    return round(x, DIGITS) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return None if den <= 0 else _r(num / den)
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return _ratio(math.fsum(values), len(values))
-
-
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
-
-
-def _handle_s(v: Record) -> float:
-    # hold_s is null in a visit backfilled from queue_log (its talk_s then includes the hold)
-    return float(v["talk_s"] + (v["hold_s"] or 0.0) + (v["wrap_s"] or 0.0))
 
 
 def _queue_kpis(visits: list[Record], qc: QueueKpiConfig, cfg: KpiConfig) -> dict[str, Any]:
@@ -196,23 +183,7 @@ def _agent_kpis(
         "calls_per_hour": _ratio(len(answered) * 3600.0, logged_in),
     }
     if cfg.schedules is not None and name in cfg.schedules:
-        spans = [(max(a, lo), min(b, hi)) for a, b in cfg.schedules[name] if min(b, hi) > max(a, lo)]
-        scheduled = math.fsum(b - a for a, b in spans)
-        working = math.fsum(
-            _overlap(s["start_ts"], s["end_ts"], a, b)
-            for s, _ in clipped
-            if s["state"] not in NOT_WORKING
-            for a, b in spans
-        )
-        out["adherence"] = _ratio(working, scheduled)
-        out["scheduled_s"] = _r(scheduled)
-        # attendance: did the scheduled agent log in at all during the schedule (1.0 / 0.0);
-        # the centre's attendance is the mean over scheduled agents
-        present = any(
-            _overlap(s["start_ts"], s["end_ts"], a, b) > 0 for s, _ in clipped if s["state"] != "logged_out"
-            for a, b in spans
-        )  # fmt: skip
-        out["attendance"] = (1.0 if present else 0.0) if spans else None
+        out.update(schedule_kpis(cfg.schedules[name], clipped, lo, hi))
     if cfg.qa_scores is not None and name in cfg.qa_scores:
         out["monitoring_score"] = cfg.qa_scores[name]
     return out
@@ -284,10 +255,6 @@ def feedback_kpis(feedback: Iterable[Record], kpis: Kpis) -> Kpis:
     return kpis
 
 
-def _score(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 2 and is_ascii_digits(value)
-
-
 def day_start(now: float, cfg: KpiConfig) -> float:
     """Local midnight (cfg.timezone) of the day `now` falls in, as epoch seconds."""
     local = datetime.fromtimestamp(_clamp(now), cfg.tz)
@@ -321,6 +288,7 @@ class KpiEngine:
         self._states: list[Row] = []
         self._feedback: list[Row] = []
         self._keys: set[tuple[Any, ...]] = set()
+        self._windows = WindowIndex(cfg, self._visits, self._states, self._feedback)
 
     def _add(self, rows: list[Row], key: tuple[Any, ...], record: Record) -> None:
         if not sane(record):
@@ -330,7 +298,9 @@ class KpiEngine:
             return
         self._keys.add(key)
         self._seq += 1
-        bisect.insort(rows, (float(record["end_ts"]), self._seq, key, record))
+        row = (float(record["end_ts"]), self._seq, key, record)
+        bisect.insort(rows, row)
+        self._windows.add(rows, row)
         self.newest_ts = max(self.newest_ts, float(record["end_ts"]))
         horizon = (self.newest_ts - self.retention_s,)
         for table in (self._visits, self._states, self._feedback):
@@ -338,8 +308,11 @@ class KpiEngine:
             if len(table) - cut > self.max_records:
                 self.evicted += len(table) - cut - self.max_records
                 cut = len(table) - self.max_records
-            self._keys.difference_update(row[2] for row in table[:cut])
-            del table[:cut]
+            if cut:
+                gone = table[:cut]
+                del table[:cut]
+                self._keys.difference_update(row[2] for row in gone)
+                self._windows.removed(table, gone)
 
     def add_visit(self, record: Record) -> None:
         self._add(self._visits, ("visit", record["uniqueid"], record["queue"], record["enter_ts"]), record)
@@ -362,6 +335,10 @@ class KpiEngine:
         # newest record's horizon (a record from the future) just finds fewer records
         if end - start > self.retention_s:
             raise ValueError(f"window longer than the {self.retention_s:g} s the engine keeps")
+        return self._windows.over(start, end)
+
+    def over_scan(self, start: float, end: float) -> Kpis:
+        """`over` by a scan of every record held (the reference `over` is checked against)."""
         first = bisect.bisect_left(self._visits, (start,))
         last = bisect.bisect_left(self._visits, (end,))
         states_from = bisect.bisect_right(self._states, (start, math.inf))

@@ -1,4 +1,4 @@
-"""The real-Asterisk lab: a Debian sid chroot with Asterisk 22, run as its own `asterisk` user.
+"""The real-Asterisk lab: a Debian sid chroot with Asterisk 22, run as the lab's own user.
 
 Debian 12 has no Asterisk package and sid's binaries need a newer libc, so the lab builds a sid
 chroot with mmdebstrap once and reuses it. Everything the lab owns lives under one directory:
@@ -6,6 +6,10 @@ chroot with mmdebstrap once and reuses it. Everything the lab owns lives under o
   lab.json            the running instance: pid, ports, what we mounted
   asterisk-console.log  Asterisk's own foreground output
   build.log           mmdebstrap's output from the build
+  sources.txt         the apt sources the chroot was built from (lab/build.py)
+  tls/ami.crt, ami.key  the AMI TLS listener's self-signed pair (key 0600; lab/tlscert.py)
+Asterisk runs as the host's own `acdbridge-lab` user (lab/identity.py), never a uid that is
+some host service's.
 """
 
 from __future__ import annotations
@@ -16,23 +20,22 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from acdbridge.errors import LabError
+from acdbridge.lab import identity, tlscert
+from acdbridge.lab.build import build_root, built_from
 from acdbridge.lab.confrender import Override, install
 
 Printer = Callable[[str], None]
 
 DEFAULT_DIR = Path(os.environ.get("ACDBRIDGE_LAB_DIR", "/var/tmp/acdbridge-lab"))
-DEFAULT_MIRROR = os.environ.get("ACDBRIDGE_LAB_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = ("asterisk", "asterisk-core-sounds-en-gsm", "asterisk-moh-opsound-gsm")
 # Directories Asterisk writes to; it refuses to run as root, so its user must own them.
 ASTERISK_DIRS = (
     "var/lib/asterisk",
@@ -44,6 +47,7 @@ ASTERISK_DIRS = (
 # The AMI users the sample manager.conf defines (loopback only).
 AMI_USERS = {"acdbridge": "acdbridge-change-me", "acdlab": "acdlab-change-me"}
 READY_TIMEOUT_S = 60.0
+CHROOT_KEYS = "etc/asterisk/keys"  # where the chroot's Asterisk reads the TLS pair
 
 
 def default_conf_dir() -> Path:
@@ -55,10 +59,11 @@ class LabSettings:
     dir: Path = DEFAULT_DIR
     host: str = "127.0.0.1"
     ami_port: int = 25038
+    ami_tls_port: int = 25039  # manager.conf tlsbindaddr, with the lab's own cert (lab/tlscert.py)
     sip_port: int = 25060
     rtp_first: int = 31000
     rtp_last: int = 31999
-    mirror: str = DEFAULT_MIRROR
+    mirror: str | None = None  # None: ACDBRIDGE_LAB_MIRROR, else the host's apt sources (lab/build.py)
     conf_dir: Path = field(default_factory=default_conf_dir)
 
     @property
@@ -74,6 +79,15 @@ class LabSettings:
         return self.dir / "asterisk-console.log"
 
     @property
+    def tls_cert(self) -> Path:
+        """The lab's AMI certificate: what a client names as `[ami] tls_ca`."""
+        return self.dir / "tls/ami.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.dir / "tls/ami.key"
+
+    @property
     def queue_log(self) -> Path:
         return self.root / "var/log/asterisk/queue_log"
 
@@ -85,6 +99,10 @@ class LabSettings:
         return [
             Override("manager.conf", "general", "port", str(self.ami_port)),
             Override("manager.conf", "general", "bindaddr", self.host),
+            Override("manager.conf", "general", "tlsenable", "yes"),
+            Override("manager.conf", "general", "tlsbindaddr", f"{self.host}:{self.ami_tls_port}"),
+            Override("manager.conf", "general", "tlscertfile", f"/{CHROOT_KEYS}/ami.crt"),
+            Override("manager.conf", "general", "tlsprivatekey", f"/{CHROOT_KEYS}/ami.key"),
             Override("pjsip.conf", "transport-udp", "bind", f"{self.host}:{self.sip_port}"),
             Override("rtp.conf", "general", "rtpstart", str(self.rtp_first)),
             Override("rtp.conf", "general", "rtpend", str(self.rtp_last)),
@@ -98,6 +116,7 @@ class LabState:
     sip_port: int
     started_at: float
     mounts: list[str]
+    uid: int = -1  # the uid Asterisk runs as: the host's acdbridge-lab (lab/identity.py)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n", encoding="utf-8")
@@ -133,19 +152,6 @@ def require_root() -> None:
         )
 
 
-def check_mirror(mirror: str, timeout: float = 15.0) -> None:
-    url = f"{mirror.rstrip('/')}/dists/sid/Release"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-            pass
-    except (urllib.error.URLError, OSError) as exc:
-        raise LabError(
-            f"package mirror unreachable: {url} ({exc})",
-            detail="the first 'lab up' downloads Asterisk from Debian sid; "
-            "set ACDBRIDGE_LAB_MIRROR to a reachable mirror",
-        ) from exc
-
-
 def check_port_free(host: str, port: int, kind: int, what: str) -> None:
     with socket.socket(socket.AF_INET, kind) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -157,49 +163,6 @@ def check_port_free(host: str, port: int, kind: int, what: str) -> None:
                 f"port already taken: {host}:{port}/{proto} ({what}) is in use by another program",
                 detail="stop that program or choose other lab ports (see 'acdbridge lab up --help')",
             ) from exc
-
-
-def build_root(settings: LabSettings, say: Printer) -> bool:
-    """Build the sid chroot unless it exists. Returns True if it was built now."""
-    if (settings.root / "usr/sbin/asterisk").exists():
-        return False
-    if shutil.which("mmdebstrap") is None:
-        raise LabError(
-            "mmdebstrap is not installed", detail="apt-get install mmdebstrap (make demo / make test do it)"
-        )
-    check_mirror(settings.mirror)
-    settings.dir.mkdir(parents=True, exist_ok=True)
-    partial = settings.dir / "root.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    cmd = [
-        "mmdebstrap",
-        "--variant=apt",
-        # sid's Release file can be older than the clock; apt would refuse it
-        '--aptopt=Acquire::Check-Valid-Until "false"',
-        "--include=" + ",".join(PACKAGES),
-        "sid",
-        str(partial),
-        settings.mirror,
-    ]
-    say(f"building the Asterisk 22 chroot in {settings.root} (first run only; about 20 s and 340 MB)")
-    started = time.monotonic()
-    build_log = settings.dir / "build.log"
-    with build_log.open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if line.startswith(("I:", "E:", "W:")):
-                say(f"  [{time.monotonic() - started:5.1f}s] {line.rstrip()}")
-        rc = proc.wait()
-    if rc != 0:
-        tail = "".join(build_log.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
-        raise LabError(
-            f"building the chroot failed (mmdebstrap exit {rc}); full log in {build_log}", detail=tail
-        )
-    partial.rename(settings.root)
-    say(f"chroot built in {time.monotonic() - started:.1f}s")
-    return True
 
 
 def _mount(root: Path) -> list[str]:
@@ -271,18 +234,57 @@ def _wait_ready(settings: LabSettings, proc: subprocess.Popen[bytes]) -> None:
             raise LabError(f"Asterisk failed to start (exit {proc.returncode})", detail=_log_tail(settings))
         res = asterisk_cli(settings.root, "core waitfullybooted", timeout=10)
         booted = res.returncode == 0 and "fully booted" in res.stdout
-        if booted and _ami_banner(settings.host, settings.ami_port):
+        plain = booted and _ami_banner(settings.host, settings.ami_port)
+        if plain and _ami_banner(settings.host, settings.ami_tls_port, settings.tls_cert):
             return
         time.sleep(0.2)
     raise LabError(f"Asterisk did not become ready in {READY_TIMEOUT_S:.0f}s", detail=_log_tail(settings))
 
 
-def _ami_banner(host: str, port: int) -> bool:
+def _ami_banner(host: str, port: int, tls_ca: Path | None = None) -> bool:
+    """The port greets as AMI; with tls_ca, over TLS verified against that cert."""
     try:
-        with socket.create_connection((host, port), timeout=2) as s:
-            return s.recv(64).startswith(b"Asterisk Call Manager/")
-    except OSError:
+        with socket.create_connection((host, port), timeout=2) as raw:
+            if tls_ca is None:
+                return raw.recv(64).startswith(b"Asterisk Call Manager/")
+            ctx = ssl.create_default_context(cafile=str(tls_ca))
+            with ctx.wrap_socket(raw, server_hostname=host) as s:
+                ok = s.recv(64).startswith(b"Asterisk Call Manager/")
+                # a Logoff lets Asterisk end the TLS session itself: a probe that just closes
+                # leaves "SSL_shutdown() failed" in its log
+                s.sendall(b"Action: Logoff\r\n\r\n")
+                while s.recv(4096):
+                    pass
+                return ok
+    except OSError:  # ssl.SSLError too
         return False
+
+
+def _own_identity(root: Path, say: Printer) -> identity.Identity:
+    """The chroot's asterisk user becomes the host's acdbridge-lab (once), then is checked."""
+    ident = identity.ensure_host_user(root)
+    if identity.adopt(root, ident):
+        say(f"the chroot's asterisk user is the host's {identity.LAB_USER} now (ids {ident.uid}/{ident.gid})")
+    return identity.check_alone(root)
+
+
+def _configure(settings: LabSettings, say: Printer) -> None:
+    """asterisk_conf/ with the lab's ports, the TLS pair beside it, all owned by Asterisk's user."""
+    etc = settings.root / "etc/asterisk"
+    debian_samples = settings.root / "etc/asterisk.debian"
+    if etc.exists() and not debian_samples.exists():
+        etc.rename(debian_samples)  # keep Debian's samples for reference, never load them
+    try:
+        install(settings.conf_dir, etc, settings.overrides())
+    except (OSError, ValueError) as exc:
+        raise LabError(f"cannot install the Asterisk configuration from {settings.conf_dir}: {exc}") from exc
+    if tlscert.ensure(settings.tls_cert, settings.tls_key):
+        say(f"made the lab's AMI TLS certificate {settings.tls_cert} (key {settings.tls_key}, 0600)")
+    keys = settings.root / CHROOT_KEYS
+    keys.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(settings.tls_cert, keys / "ami.crt")
+    shutil.copy2(settings.tls_key, keys / "ami.key")  # copy2 keeps the 0600
+    _chown_asterisk_dirs(settings.root)
 
 
 def up(settings: LabSettings, say: Printer) -> LabState:
@@ -293,18 +295,12 @@ def up(settings: LabSettings, say: Printer) -> LabState:
         say(f"lab already running (pid {state.pid})")
         return state
     check_port_free(settings.host, settings.ami_port, socket.SOCK_STREAM, "AMI")
+    check_port_free(settings.host, settings.ami_tls_port, socket.SOCK_STREAM, "AMI over TLS")
     check_port_free(settings.host, settings.sip_port, socket.SOCK_DGRAM, "SIP")
     settings.dir.mkdir(parents=True, exist_ok=True)
-    build_root(settings, say)
-    etc = settings.root / "etc/asterisk"
-    debian_samples = settings.root / "etc/asterisk.debian"
-    if etc.exists() and not debian_samples.exists():
-        etc.rename(debian_samples)  # keep Debian's samples for reference, never load them
-    try:
-        install(settings.conf_dir, etc, settings.overrides())
-    except (OSError, ValueError) as exc:
-        raise LabError(f"cannot install the Asterisk configuration from {settings.conf_dir}: {exc}") from exc
-    _chown_asterisk_dirs(settings.root)
+    build_root(settings.root, settings.dir, say, settings.mirror)
+    ident = _own_identity(settings.root, say)
+    _configure(settings, say)
     mounts = _mount(settings.root)
     started = time.monotonic()
     with settings.console_log.open("wb") as console:
@@ -315,14 +311,14 @@ def up(settings: LabSettings, say: Printer) -> LabState:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives this command
         )
-    state = LabState(proc.pid, settings.ami_port, settings.sip_port, time.time(), mounts)
+    state = LabState(proc.pid, settings.ami_port, settings.sip_port, time.time(), mounts, ident.uid)
     state.save(settings.state_file)
     try:
         _wait_ready(settings, proc)
     except LabError:
         _stop(settings, state)
         raise
-    say(f"Asterisk ready in {time.monotonic() - started:.1f}s (pid {proc.pid})")
+    say(f"Asterisk ready in {time.monotonic() - started:.1f}s (pid {proc.pid}, uid {ident.uid})")
     return state
 
 
@@ -330,6 +326,8 @@ def describe(settings: LabSettings) -> str:
     users = ", ".join(f"{u}/{s}" for u, s in AMI_USERS.items())
     return (
         f"AMI  {settings.host}:{settings.ami_port}  users (user/secret): {users}\n"
+        f"AMI over TLS  {settings.host}:{settings.ami_tls_port}  (tls_ca = {settings.tls_cert}, "
+        f"server name {settings.host} or {tlscert.SERVER_NAME})\n"
         f"SIP  udp {settings.host}:{settings.sip_port}  (agents 1001-1010, callers from {settings.host})\n"
         f"queue_log  {settings.queue_log}"
     )
@@ -373,7 +371,11 @@ def status(settings: LabSettings) -> tuple[bool, str]:
         return False, f"lab is not running (chroot {built} in {settings.root})"
     version = asterisk_cli(settings.root, "core show version").stdout.strip()
     uptime = asterisk_cli(settings.root, "core show uptime seconds").stdout.strip().replace("\n", "; ")
-    return True, f"lab running, pid {state.pid}\n{version}\n{uptime}\n{describe(settings)}"
+    who = f"uid {state.uid} ({identity.LAB_USER})" if state.uid >= 0 else "uid not recorded"
+    return True, (
+        f"lab running, pid {state.pid}, {who}\n{version}\n{uptime}\n{describe(settings)}\n"
+        f"chroot {built_from(settings.dir)}"
+    )
 
 
 def cli(settings: LabSettings, command: str) -> int:

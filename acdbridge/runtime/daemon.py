@@ -37,6 +37,7 @@ from acdbridge.runtime import health as rt_health
 from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.gapread import GapReader
+from acdbridge.runtime.privacy import PrivacyJob
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.resume import Resumer
 from acdbridge.runtime.selfmetrics import SelfMetrics
@@ -76,6 +77,7 @@ class Parts:
     agi: FastAgiServer | None = None
     members: MembershipSync | None = None
     mqtt: MqttPublisher | None = None
+    privacy: PrivacyJob | None = None  # the daily job on callers' data ([privacy])
     lag: rt_health.LoopLag = field(default_factory=rt_health.LoopLag)
     notifier: Notifier = field(default_factory=Notifier)
 
@@ -168,6 +170,8 @@ class Daemon:
             tasks["checkpoint"] = partial(p.checkpoints.run, stop)
         if p.mqtt is not None:
             tasks["mqtt"] = partial(p.mqtt.run, stop)
+        if p.privacy is not None:
+            tasks["privacy"] = partial(p.privacy.run, stop)
         if p.agi is not None and p.members is not None:
             tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
             tasks["member-sync"] = partial(p.members.run, stop)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from acdbridge.adapters.metrics import (
     DaemonHealth,
@@ -21,6 +21,7 @@ from acdbridge.core.values import PROBLEM_KINDS
 
 if TYPE_CHECKING:
     from acdbridge.runtime.daemon import Parts
+    from acdbridge.runtime.privacy import PrivacyJob
 
 
 class SelfMetrics:
@@ -79,6 +80,8 @@ class SelfMetrics:
             CounterMetricFamily("acd_ami_malformed_frames", "AMI frames the parser skipped (by kind in "
                                 "acd_core_input_problems_total)", value=ami.malformed),
         ]  # fmt: skip
+        if (job := self.p.privacy) is not None:
+            out += privacy_families(job)
         if (mqtt := self.p.mqtt) is not None:
             out += [
                 CounterMetricFamily("acd_mqtt_published", "MQTT messages the broker acknowledged",
@@ -97,3 +100,21 @@ class SelfMetrics:
             "store_failing": failing, "store_write_errors": writer.store_write_errors,
             "task_restarts": sum(self.p.restarts.values()),
         }  # fmt: skip
+
+
+def privacy_families(job: PrivacyJob) -> list[Metric]:
+    """The daily privacy job (docs/privacy.md): an alert on the last run's age finds a stuck job."""
+    rows = CounterMetricFamily("acd_privacy_rows_pseudonymised", "Rows whose caller fields the privacy "
+                               "job pseudonymised, by table", labels=["table"])  # fmt: skip
+    for table, n in job.totals.rows.items():
+        rows.add_metric([table], n)
+    deleted = CounterMetricFamily("acd_privacy_deleted", "What the privacy job deleted past the "
+                                  "retention", labels=["what"])  # fmt: skip
+    deleted.add_metric(["quarantine_rows"], job.totals.quarantine)
+    deleted.add_metric(["journal_segments"], job.totals.segments)
+    return [
+        rows, deleted,
+        CounterMetricFamily("acd_privacy_runs", "Runs of the daily privacy job", value=job.runs),
+        GaugeMetricFamily("acd_privacy_last_run_timestamp_seconds", "When the privacy job last "
+                          "finished (0: not yet)", value=job.last_run_at),
+    ]  # fmt: skip

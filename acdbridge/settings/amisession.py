@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import ssl
 from dataclasses import dataclass, field
+
+from acdbridge.settings import amitls
+from acdbridge.settings.amiconf import AmiConfig
 
 Message = dict[str, str]
 _GLOBAL = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -23,23 +27,34 @@ class AmiSession:
         self._ids = itertools.count(1)
 
     @classmethod
-    async def login(cls, host: str, port: int, username: str, secret: str, timeout_s: float) -> AmiSession:
+    async def login(cls, cfg: AmiConfig) -> AmiSession:
+        host, port, timeout_s = cfg.host, cfg.port, cfg.action_timeout_s
+        try:
+            ctx = amitls.client_context(cfg)
+        except (OSError, ssl.SSLError) as exc:
+            raise AmiFailure(f"TLS: cannot load ami.tls_ca {cfg.tls_ca}: {exc}") from None
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=ctx, server_hostname=amitls.server_name(cfg)
+                )
                 banner = await reader.readline()
-        except (OSError, TimeoutError) as exc:
-            raise AmiFailure(f"cannot connect to AMI at {host}:{port}: {exc or 'timed out'}") from None
+        except (OSError, EOFError, TimeoutError) as exc:
+            said = amitls.describe_failure(cfg, exc) if cfg.tls else None
+            if said is None and isinstance(exc, TimeoutError):
+                said = f"cannot connect to AMI at {host}:{port}: no banner within {timeout_s:g} s" + (
+                    " (is it a plain-TCP port?)" if cfg.tls else " (a TLS port? then set ami.tls = true)"
+                )
+            raise AmiFailure(said or f"cannot connect to AMI at {host}:{port}: {exc}") from None
         if not banner.startswith(b"Asterisk Call Manager"):
             writer.close()
             raise AmiFailure(f"{host}:{port} is not an Asterisk Manager Interface (it said {banner[:40]!r})")
         session = cls(reader, writer, timeout_s)
-        reply = (
-            await session.action({"Action": "Login", "Username": username, "Secret": secret, "Events": "off"})
-        )[0]
+        login = {"Action": "Login", "Username": cfg.username, "Secret": cfg.secret, "Events": "off"}
+        reply = (await session.action(login))[0]
         if reply.get("Response", "").lower() != "success":
             session.close()
-            raise AmiFailure(f"login as {username!r} refused: {reply.get('Message', 'no reason given')}")
+            raise AmiFailure(f"login as {cfg.username!r} refused: {reply.get('Message', 'no reason given')}")
         return session
 
     def close(self) -> None:

@@ -113,9 +113,22 @@ def _files(cfg: Config, p: Problems) -> None:
         writable_dir(p, journal.key, journal.dir, makes_parent=journal.key == "journal.dir")
     if cfg.flow is not None and cfg.flow.directory is not None:
         _directory(p, cfg.flow.directory)
+    _key_file(cfg, p)
     queue_log = cfg.ami.queue_log
     if queue_log is not None and not os.access(queue_log, os.R_OK):  # Asterisk makes it at its first call
         p.warn("ami.queue_log", f"{queue_log} is not readable (yet): a gap cannot be backfilled until it is")
+
+
+def _key_file(cfg: Config, p: Problems) -> None:
+    """The pseudonym key: made by the daemon when the job first needs it, then only read."""
+    path = cfg.privacy.key_file
+    if path.exists():
+        if path.is_dir() or not os.access(path, os.R_OK):
+            p.error("privacy.key_file", f"{path} is not a file this user can read")
+        elif file_readable_by_others(path):
+            p.warn("privacy.key_file", f"{path} is readable by others: chmod 600 (it unmasks pseudonyms)")
+    elif cfg.privacy.retain_s is not None and cfg.privacy.key_set:
+        writable_file(p, "privacy.key_file", path, makes_parent=True)
 
 
 def _directory(p: Problems, path: Path) -> None:

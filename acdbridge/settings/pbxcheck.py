@@ -31,7 +31,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::(-?\d+))?\}")
 async def check_pbx(cfg: Config, p: Problems) -> None:
     ami = cfg.ami
     try:
-        session = await AmiSession.login(ami.host, ami.port, ami.username, ami.secret, ami.action_timeout_s)
+        session = await AmiSession.login(ami)
     except AmiFailure as exc:
         p.error("ami", str(exc))
         return

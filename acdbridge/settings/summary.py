@@ -21,6 +21,7 @@ def summary(cfg: Config) -> list[str]:
         listeners.append(f"agi {_hostport(flow.agi_host, flow.agi_port)}")
     lines.append("listeners: " + ", ".join(listeners))
     lines.append(f"store: {cfg.store.describe()}" + (f", journal {cfg.journal.dir}" if cfg.journal else ""))
+    lines.append(_privacy(cfg))
     if cfg.mqtt is not None:
         lines.append(f"mqtt: {_hostport(cfg.mqtt.host, cfg.mqtt.port)} topics {cfg.mqtt.topic_prefix}/...")
     if flow is None:
@@ -41,3 +42,12 @@ def summary(cfg: Config) -> list[str]:
     if flow.directory is not None:
         lines.append(f"caller directory: {flow.directory}")
     return lines
+
+
+def _privacy(cfg: Config) -> str:
+    pv = cfg.privacy
+    logs = "logs masked" if pv.mask_logs else "logs NOT masked"
+    if pv.retain_s is None:
+        return f"privacy: callers' data kept forever (retain_days = 0), {logs}"
+    at = f"{pv.run_at[0]:02d}:{pv.run_at[1]:02d} {cfg.kpi.timezone}"
+    return f"privacy: callers' data pseudonymised after {pv.retain_days:g} days (daily at {at}), {logs}"

@@ -89,8 +89,9 @@ def _own_root(shared: pbx.LabSettings) -> None:
 @pytest.fixture
 def broken_lab(lab: pbx.LabSettings, tmp_path: Path) -> Iterator[pbx.LabSettings]:
     _own_root(lab)
-    settings = pbx.LabSettings(dir=BROKEN_DIR, ami_port=BROKEN_AMI, sip_port=25160, rtp_first=32000,
-                               rtp_last=32999, conf_dir=broken_conf(tmp_path / "asterisk_conf"))  # fmt: skip
+    settings = pbx.LabSettings(dir=BROKEN_DIR, ami_port=BROKEN_AMI, ami_tls_port=25139, sip_port=25160,
+                               rtp_first=32000, rtp_last=32999,
+                               conf_dir=broken_conf(tmp_path / "asterisk_conf"))  # fmt: skip
     pbx.down(settings, print)  # a run that died half-way may have left it up
     pbx.up(settings, print)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grp
+import pwd
 import re
 import socket
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from acdbridge.errors import LabError
-from acdbridge.lab import pbx, queuelog
+from acdbridge.lab import identity, pbx, queuelog
 
 from .helpers import acdbridge
 
@@ -24,14 +26,29 @@ def test_lab_runs_asterisk_22_with_the_sample_queues(lab: pbx.LabSettings) -> No
     assert "water has" in queues.stdout and "broadband has" in queues.stdout
     status = acdbridge("lab", "status")
     assert status.returncode == 0 and "lab running" in status.stdout and "127.0.0.1:25038" in status.stdout
+    assert "AMI over TLS  127.0.0.1:25039" in status.stdout and "chroot built from: " in status.stdout
 
 
-def test_asterisk_runs_as_its_own_user_and_starts_clean(lab: pbx.LabSettings) -> None:
+def test_asterisk_runs_as_the_labs_own_host_user_and_starts_clean(lab: pbx.LabSettings) -> None:
     state = pbx.running_state(lab)
     assert state is not None
-    uid = next(line.split()[1] for line in Path(f"/proc/{state.pid}/status").read_text().splitlines()
-               if line.startswith("Uid:"))  # fmt: skip
-    assert uid != "0", "Asterisk must not run as root"
+    status = Path(f"/proc/{state.pid}/status").read_text().splitlines()
+    uids = next(line.split()[1:] for line in status if line.startswith("Uid:"))
+    gids = next(line.split()[1:] for line in status if line.startswith("Gid:"))
+    assert len(set(uids)) == 1 and len(set(gids)) == 1, (uids, gids)  # real, effective, saved, fs
+    uid, gid = int(uids[0]), int(gids[0])
+    assert uid != 0, "Asterisk must not run as root"
+    # on the host that uid is the lab's own account and nobody else's (not postgres, not anyone)
+    assert [e.pw_name for e in pwd.getpwall() if e.pw_uid == uid] == [identity.LAB_USER]
+    assert [g.gr_name for g in grp.getgrall() if g.gr_gid == gid] == [identity.LAB_USER]
+    entry = pwd.getpwnam(identity.LAB_USER)
+    assert (entry.pw_uid, entry.pw_gid, entry.pw_shell) == (uid, gid, "/usr/sbin/nologin")
+    assert state.uid == uid and f"uid {uid} ({identity.LAB_USER})" in acdbridge("lab", "status").stdout
+    # what it writes is the lab user's; the TLS key it reads is its alone
+    assert lab.queue_log.stat().st_uid == uid
+    key = (lab.root / pbx.CHROOT_KEYS / "ami.key").stat()
+    assert (key.st_uid, key.st_mode & 0o777) == (uid, 0o600)
+    assert lab.tls_key.stat().st_mode & 0o777 == 0o600
     # the trimmed config set loads without errors (no DNS lookups, no missing files): nothing
     # above NOTICE in the first seconds after the last start
     lines = lab.messages_log.read_text(errors="replace").splitlines()
@@ -110,7 +127,13 @@ def test_port_already_taken_is_named(lab: pbx.LabSettings, tmp_path: Path) -> No
 
 def test_unreachable_mirror_is_named(tmp_path: Path) -> None:
     settings = pbx.LabSettings(
-        dir=tmp_path / "lab", ami_port=25039, sip_port=25062, mirror="http://127.0.0.1:9/debian"
+        dir=tmp_path / "lab",
+        ami_port=25040,
+        ami_tls_port=25041,
+        sip_port=25062,
+        mirror="http://127.0.0.1:9/debian",
     )
-    with pytest.raises(LabError, match=re.escape("package mirror unreachable: http://127.0.0.1:9/debian")):
+    with pytest.raises(
+        LabError, match=re.escape("package mirror unreachable: http://127.0.0.1:9/debian/dists/sid")
+    ):
         pbx.up(settings, print)

@@ -29,6 +29,8 @@ from acdbridge.adapters.store.access import AccessRows
 from acdbridge.adapters.store.common import (
     COLUMNS,
     FEEDBACK_COLUMNS,
+    REPORT_COLUMNS,
+    REPORT_FIELDS,
     STATE_COLUMNS,
     TABLES,
     Checked,
@@ -39,9 +41,11 @@ from acdbridge.adapters.store.common import (
     log,
     parsed,
     quarantine_text,
+    report_visit,
     strict_loads,
     with_pbx,
 )
+from acdbridge.adapters.store.privacy import PrivacyRows
 from acdbridge.errors import StoreLocked, StoreUnusable
 
 CHUNK = 2000  # rows per fetch of each_visit's server-side cursor
@@ -53,6 +57,7 @@ _TCP = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepa
 # lock that session held is free when the daemon starts again (the server's default is 2 hours)
 _SERVER_TCP = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
                "-c tcp_user_timeout=30000")  # fmt: skip
+_JSON_FIELDS = ("transfer", "ring_attempts")  # the report fields that are JSON values, not numbers
 LOCK_WAIT_S = 40.0  # at start: longer than the server takes to drop a dead daemon's session
 
 
@@ -108,12 +113,13 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = %s"
 
 
-class PostgresStore(Checked, AccessRows):
+class PostgresStore(Checked, AccessRows, PrivacyRows):
     """One connection, used under a lock (the daemon's writer task serialises anyway)."""
 
     nul_free = True
     _mark = "%s"
     _json = "::jsonb"
+    _state_key = "pbx"
 
     def __init__(self, url: str, *, exclusive: bool = False, pbx: str = "", password: str | None = None,
                  connect_timeout_s: float = 5.0, lock_wait_s: float = LOCK_WAIT_S) -> None:  # fmt: skip
@@ -254,6 +260,48 @@ class PostgresStore(Checked, AccessRows):
             cursor.itersize = CHUNK
             cursor.execute(sql.encode(), args)
             yield from (with_pbx(strict_loads(r), p) for r, p in cursor)
+
+    def ivr_legs_of(self, pbx: str, uniqueids: list[str]) -> list[Record]:
+        """The IVR legs of these calls of one PBX (a report's call types and hotlines), by key."""
+        out: list[Record] = []
+        for i in range(0, len(uniqueids), CHUNK):
+            some = uniqueids[i : i + CHUNK]
+            sql = (f"SELECT record, pbx FROM ivr_legs WHERE pbx = %s "
+                   f"AND uniqueid IN ({', '.join(['%s'] * len(some))})")  # fmt: skip
+            out += [with_pbx(strict_loads(r), p) for r, p in self._select(sql, [pbx, *some])]
+        return out
+
+    def report_visits(self, since: float, until: float, *, pbx: str | None = None,
+                      attempts: bool = False) -> Iterator[Record]:  # fmt: skip
+        """The visits that ended in [since, until) as a report reads them (common.report_visit):
+        each record parsed once by the server (json_to_record), only its needed fields sent.
+        Through a server-side cursor: the store is held until the iteration ends."""
+        fields = REPORT_FIELDS if attempts else REPORT_FIELDS[:-1]
+        types = ", ".join(f"{f} {'json' if f in _JSON_FIELDS else 'float8'}" for f in fields)
+        values = ", ".join(f"x.{f}::text" if f in _JSON_FIELDS else f"x.{f}" for f in fields)
+        columns = ", ".join(f"v.{c.strip()}" for c in REPORT_COLUMNS.split(","))
+        sql = (f"SELECT {columns}, {values} FROM visits v, json_to_record(v.record::json) AS x({types}) "
+               "WHERE v.end_ts >= %s AND v.end_ts < %s")  # fmt: skip
+        args: list[Any] = [since, until]
+        if pbx is not None:
+            sql += " AND v.pbx = %s"
+            args.append(pbx)
+        n = len(REPORT_COLUMNS.split(","))
+        with self._using() as db, db.transaction(), db.cursor(name="acdbridge_report") as cursor:
+            cursor.itersize = CHUNK
+            cursor.execute(sql.encode(), args)
+            for row in cursor:
+                values_ = [strict_loads(x) if f in _JSON_FIELDS and x is not None else x
+                           for f, x in zip(fields, row[n:], strict=True)]  # fmt: skip
+                yield report_visit(row[:n], values_)
+
+    def agent_states_during(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
+        """The stretches that overlap [since, until) (a report clips them), by the end-time index."""
+        args: list[Any] = [since, until]
+        sql = (f"SELECT {', '.join(STATE_COLUMNS)}, pbx FROM agent_states WHERE end_ts > %s "
+               f"AND start_ts < %s")  # fmt: skip
+        rows = self._select(_where(sql, args, pbx) + " ORDER BY end_ts", args)
+        return [with_pbx(dict(zip(STATE_COLUMNS, row[:-1], strict=True)), row[-1]) for row in rows]
 
     def agent_states(self, since: float, until: float, *, pbx: str | None = None) -> list[Record]:
         args: list[Any] = [since, until]

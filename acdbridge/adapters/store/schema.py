@@ -13,13 +13,17 @@ share one database, also keys the saved tracker state, agent logins and quaranti
 SQLite file is locked by its one daemon, so its tracker state and logins need no key.
 
 Version 3 is access (issue 14): `accounts` (site-wide, keyed by username alone) and `audit`
-(who did what, each row with the pbx id of the daemon or command that wrote it)."""
+(who did what, each row with the pbx id of the daemon or command that wrote it).
+
+Version 4 is callers' personal data (issue 14, docs/privacy.md): `pseudonymised_at` on visits and
+IVR legs (NULL: the caller fields are as the PBX gave them), with a partial index of the rows
+still to do by end time, so the daily job reads only what it has to change and never rescans."""
 
 from __future__ import annotations
 
 from acdbridge.errors import StoreUnusable
 
-LATEST = 3
+LATEST = 4
 
 
 def _rebuild(table: str, columns: str, key: str, index: str | None) -> list[str]:
@@ -49,6 +53,12 @@ _ACCOUNTS = ("username TEXT PRIMARY KEY, role TEXT NOT NULL, agent TEXT NOT NULL
 _AUDIT = ("ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
           "outcome TEXT NOT NULL, address TEXT NOT NULL, detail TEXT NOT NULL, "
           "pbx TEXT NOT NULL")  # fmt: skip
+
+# both backends: partial indexes (a pseudonymised row leaves the index)
+_TO_PSEUDONYMISE = [
+    "CREATE INDEX visits_to_pseudonymise ON visits (pbx, end_ts) WHERE pseudonymised_at IS NULL",
+    "CREATE INDEX ivr_legs_to_pseudonymise ON ivr_legs (pbx, end_ts) WHERE pseudonymised_at IS NULL",
+]
 
 SQLITE: dict[int, list[str]] = {
     1: [  # the schema of every release before migrations, as it created it
@@ -89,6 +99,11 @@ SQLITE: dict[int, list[str]] = {
         f"CREATE TABLE accounts ({_ACCOUNTS})",
         f"CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, {_AUDIT})",
         "CREATE INDEX audit_by_ts ON audit (ts)",
+    ],
+    4: [
+        "ALTER TABLE visits ADD COLUMN pseudonymised_at REAL",
+        "ALTER TABLE ivr_legs ADD COLUMN pseudonymised_at REAL",
+        *_TO_PSEUDONYMISE,
     ],
 }
 
@@ -137,6 +152,11 @@ POSTGRES: dict[int, list[str]] = {
         + ")",
         f"CREATE TABLE audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {_pg(_AUDIT)})",
         "CREATE INDEX audit_by_ts ON audit (ts)",
+    ],
+    4: [
+        "ALTER TABLE visits ADD COLUMN pseudonymised_at DOUBLE PRECISION",
+        "ALTER TABLE ivr_legs ADD COLUMN pseudonymised_at DOUBLE PRECISION",
+        *_TO_PSEUDONYMISE,
     ],
 }
 assert set(SQLITE) == set(POSTGRES) == set(range(1, LATEST + 1))
