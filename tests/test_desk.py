@@ -11,8 +11,9 @@ import pytest
 
 from acdbridge.adapters.store import SqliteStore
 from acdbridge.core.ami import AmiMessage, FrameParser
-from acdbridge.core.desk import CallerCards, DeskTargets, previous_calls, today_figures
+from acdbridge.core.desk import CallerCards, DeskTargets, calls_by_agent, previous_calls, today_figures
 from acdbridge.core.kpi import KpiConfig
+from acdbridge.core.visit import RingAttempt, Visit
 from acdbridge.runtime.desk import DeskFeed
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.views import Views
@@ -124,3 +125,41 @@ def test_today_figures_stand_beside_their_targets() -> None:
     assert out["occupancy"]["met"] is True
     empty = today_figures(None, DeskTargets())
     assert empty["answered"]["value"] == 0 and empty["aht_s"] == {"value": None, "target": 300.0, "met": None}
+
+
+def test_the_desks_disposition_user_event_replays_exactly_as_the_feature_codes_varset() -> None:
+    """The same recorded call, once with *551's VarSet and once with the desk's UserEvent in its
+    place (same time, same value): the same feedback row, the same visit (wrap-up ended then)."""
+    frames = TRACE.read_bytes().split(b"\r\n\r\n")
+    (i,) = [n for n, f in enumerate(frames) if b"Variable: ACD_DISPOSITION\r\n" in f]
+    headers = dict(line.split(": ", 1) for line in frames[i].decode().split("\r\n")[1:] if ": " in line)
+    user_event = (f"Event: UserEvent\r\nPrivilege: user,all\r\nTimestamp: {headers['Timestamp']}\r\n"
+                  f"UserEvent: AcdDisposition\r\nValue: {headers['Value']}").encode()  # fmt: skip
+
+    def replay(data: bytes) -> Engine:
+        engine = Engine(KpiConfig(), {"complaints": 15.0})
+        engine.feed_bytes(data, 0.0)
+        engine.finish()
+        return engine
+
+    by_code = replay(TRACE.read_bytes())
+    by_desk = replay(b"\r\n\r\n".join([*frames[:i], user_event, *frames[i + 1 :]]))
+    dispositions = [r for r in by_desk.records("feedback") if r["kind"] == "disposition"]
+    assert len(dispositions) == 1 and dispositions[0]["value"] == "resolved"
+    assert by_desk.records("feedback") == by_code.records("feedback")
+    assert by_desk.records("visit") == by_code.records("visit")
+    assert by_desk.records("visit")[0]["wrap_s"] < 15.0
+
+
+def test_an_agents_call_is_the_one_in_wrap_up_then_the_one_talking_then_one_ringing() -> None:
+    def v(uid: str, state: Any, agent: str | None = None, rung: tuple[str, ...] = ()) -> Visit:
+        visit = Visit(uid, uid, "water", "139", "", 1.0, "events", state=state, agent_interface=agent)
+        visit.ring_attempts = [RingAttempt("", i, 2.0) for i in rung]
+        return visit
+
+    talk, ring, wrap = v("t", "talking", "A"), v("r", "waiting", rung=("A", "B")), v("w", "wrapup", "C")
+    calls = calls_by_agent([ring, talk], {"C": wrap})
+    assert (calls["A"], calls["B"], calls["C"]) == (talk, ring, wrap)
+    ended = v("e", "waiting", rung=("D",))
+    ended.ring_attempts[0].end_ts = 3.0  # no answer: no longer ringing D
+    assert "D" not in calls_by_agent([ended], {})

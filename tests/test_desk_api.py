@@ -166,8 +166,8 @@ def test_the_buttons_send_the_feature_codes_actions_are_csrf_checked_and_audited
             assert s.sent[-1]["Paused"] == "false"
             done = await http.post(f"{url}/disposition", json={"value": "resolved"}, headers=headers)
             assert done.status == 200
-            assert s.sent[-1] == {"Action": "Setvar", "Variable": "ACD_DISPOSITION",
-                                  "Value": "PJSIP/9101|resolved|1"}  # fmt: skip  # as *551 sets it
+            assert s.sent[-1] == {"Action": "UserEvent", "UserEvent": "AcdDisposition",
+                                  "Value": "PJSIP/9101|resolved|1"}  # fmt: skip  # *551's value
             unknown = await http.post(f"{url}/disposition", json={"value": "9"}, headers=headers)
             assert unknown.status == 400 and "resolved, callback" in (await unknown.json())["error"]
             theirs = await http.post(f"{s.base}/api/desk/Li Lei/pause", json={"value": "1"}, headers=headers)

@@ -50,11 +50,13 @@ class AgentActions:
         return next((d for d in self.flow.dispositions.values() if d.code == given), None)
 
     async def dispose(self, profile: AgentProfile, disposition: Disposition) -> bool:
-        """The web's *55N: the same ACD_DISPOSITION value the feature code sets, as a global
-        variable (in wrap-up the agent has no channel); its VarSet reaches the tracker like the
-        feature code's and ends the wrap-up. An after-call-work pause ends too."""
+        """The web's *55N: the ACD_DISPOSITION value the feature code sets, sent as the AMI
+        UserEvent AcdDisposition (in wrap-up the agent has no channel to set it on, and a global
+        Setvar would need write class `call`, which can hang up any channel; UserEvent needs only
+        `user`). core/legs.py reads it as the feature code's VarSet: the wrap-up ends, the
+        feedback row is the same. An after-call-work pause ends too."""
         value = f"{profile.interface}|{disposition.code}|{int(disposition.resolved)}"
-        fields = {"Action": "Setvar", "Variable": "ACD_DISPOSITION", "Value": value}
+        fields = {"Action": "UserEvent", "UserEvent": "AcdDisposition", "Value": value}
         try:
             resp: Any = await self.send(fields)
         except (ConnectionError, TimeoutError) as exc:

@@ -94,17 +94,18 @@ class ScreenPop:
     previous: list[dict[str, Any]] = field(default_factory=list)
 
 
-def current_visit(interface: str, active: Iterable[Visit], wrapping: Mapping[str, Visit]) -> Visit | None:
-    """The agent's call: the one in wrap-up, else the one they talk on, else one ringing them."""
-    if interface in wrapping:
-        return wrapping[interface]
-    ringing = None
+def calls_by_agent(active: Iterable[Visit], wrapping: Mapping[str, Visit]) -> dict[str, Visit]:
+    """Each agent's call, in one pass over the calls (every open desk reads it at each refresh):
+    the one in wrap-up, else the one they talk on, else the first one ringing them."""
+    talking: dict[str, Visit] = {}
+    ringing: dict[str, Visit] = {}
     for v in active:
-        if v.agent_interface == interface and v.state == "talking":
-            return v
-        if ringing is None and any(a.interface == interface and a.end_ts is None for a in v.ring_attempts):
-            ringing = v
-    return ringing
+        if v.agent_interface is not None and v.state == "talking":
+            talking[v.agent_interface] = v
+        for a in v.ring_attempts:
+            if a.end_ts is None:
+                ringing.setdefault(a.interface, v)
+    return ringing | talking | dict(wrapping)
 
 
 def screen_pop(visit: Visit, card: CallerCard | None, now: float) -> ScreenPop:

@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from acdbridge.core.desk import DeskTargets, current_visit, desk_view, previous_calls, screen_pop
+from acdbridge.core.desk import DeskTargets, calls_by_agent, desk_view, previous_calls, screen_pop
+from acdbridge.core.visit import Visit
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.views import Views
 
@@ -43,10 +44,17 @@ class DeskFeed:
         self._tasks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
         self.on_history: list[Any] = []  # called (no argument) when a call's history is in
 
-    def view(self, name: str, interface: str, now: float) -> dict[str, Any]:
+    def calls(self) -> dict[str, Visit]:
+        """Each agent's call now (pass it to view() for many desks at one moment)."""
+        calls = self.engine.pipeline.calls
+        return calls_by_agent(calls.active.values(), calls.wraps.wrapping)
+
+    def view(
+        self, name: str, interface: str, now: float, calls: dict[str, Visit] | None = None
+    ) -> dict[str, Any]:
         p = self.engine.pipeline
         agent = p.agents.agents.get(interface)
-        visit = current_visit(interface, p.calls.active.values(), p.calls.wraps.wrapping)
+        visit = (self.calls() if calls is None else calls).get(interface)
         pop = None
         if visit is not None:
             pop = screen_pop(visit, p.cards.cards.get(visit.uniqueid), now)

@@ -68,8 +68,21 @@ class Phones(threading.Thread):
         return self.do(self.phones.wait_for(event(name, **headers), within_s, what))  # type: ignore[no-any-return]
 
 
+def grant_user_events(root: Path) -> None:
+    """The desk's disposition is a UserEvent: write class `user` (asterisk_conf/manager.conf has
+    it). A lab started from an older checkout lacks it; add it there and reload the manager
+    (only sessions that log in afterwards, this test's daemon, get it)."""
+    conf = root / "etc/asterisk/manager.conf"
+    text = conf.read_text(encoding="utf-8")
+    old = "write = agent,reporting,config\n"
+    if "[acdbridge]" in text and old in text:
+        conf.write_text(text.replace(old, "write = agent,reporting,config,user\n", 1), encoding="utf-8")
+        pbx.asterisk_cli(root, "manager reload")
+
+
 @pytest.fixture
 def desk_lab(lab: pbx.LabSettings) -> Iterator[pbx.LabSettings]:
+    grant_user_events(lab.root)
     build_lab_prompts(lab.root)
     pbx.asterisk_cli(lab.root, "channel request hangup all")
     run(reset_members, lab)
@@ -134,7 +147,7 @@ def test_the_agent_desk_pops_the_caller_and_its_buttons_act_as_the_feature_codes
         page.click("#dispositions button[data-code=resolved]")  # as *551
         page.wait_for_selector("body[data-state=ready]", timeout=10_000)
         assert time.monotonic() - wrap_seen < 12, "the disposition did not end the wrap-up"
-        phones.wait("VarSet", 10, "the disposition's VarSet", variable="ACD_DISPOSITION")
+        # (the UserEvent itself is not visible to the lab's AMI user: the store shows it, below)
 
         page.select_option("#reason", "lunch")
         page.click("#pause")  # as *532

@@ -24,6 +24,7 @@ from acdbridge.adapters.web.access import WebAccess
 from acdbridge.adapters.web.board import SSE_HEARTBEAT_S, SSE_QUEUE, _keepalive
 from acdbridge.adapters.web.server import Refused, secure, static_dir
 from acdbridge.core.routing import AgentProfile
+from acdbridge.core.visit import Visit
 from acdbridge.runtime.desk import DeskFeed
 
 ACTIONS = ("login", "logout", "pause", "unpause", "disposition")
@@ -100,15 +101,16 @@ class DeskApi:
 
     def tick(self) -> None:
         """After each board refresh (and when a call's history is in): push changed desks."""
+        calls = self.feed.calls() if self._streams else {}
         for stream in list(self._streams):
-            self._push(stream)
+            self._push(stream, calls=calls)
 
     def end_streams(self) -> None:
         for stream in list(self._streams):
             _put(stream.queue, b"")
 
-    def _push(self, stream: _Stream, force: bool = False) -> None:
-        view = self.feed.view(stream.agent, stream.interface, self.clock())
+    def _push(self, stream: _Stream, force: bool = False, calls: dict[str, Visit] | None = None) -> None:
+        view = self.feed.view(stream.agent, stream.interface, self.clock(), calls)
         data = json.dumps(view, ensure_ascii=False, sort_keys=True, allow_nan=False).encode()
         if data == stream.last and not force:
             return
