@@ -87,7 +87,8 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
-                    DeskFeed(engine, views, cast(History, store)))  # fmt: skip
+                    DeskFeed(engine, views, cast(History, store), targets=cfg.desk.targets,
+                             history_days=cfg.desk.history_days))  # fmt: skip
     parts = Parts(cfg, store, writer, engine, views, inbox, ami, http, collector, stop, restarts={},
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,

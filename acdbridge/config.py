@@ -53,6 +53,7 @@ from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConf
 from acdbridge.settings import checks
 from acdbridge.settings.accessconf import AccessConfig, parse_access
 from acdbridge.settings.amiconf import AmiConfig, parse_ami
+from acdbridge.settings.deskconf import DeskConfig, parse_desk
 from acdbridge.settings.httpconf import HttpConfig, parse_http
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
@@ -64,7 +65,7 @@ __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError"
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
-            "access"} | FLOW_SECTIONS  # fmt: skip
+            "access", "desk"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -114,6 +115,7 @@ class Config:
     journal: JournalConfig | None = None  # a config file has one unless `enabled = false`
     limits: Limits = field(default_factory=Limits)  # what the trackers remember at most
     access: AccessConfig = field(default_factory=AccessConfig)  # sign-in: sessions, lockout
+    desk: DeskConfig = field(default_factory=DeskConfig)  # the agent desk: targets, history
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -265,7 +267,7 @@ def validate(
         p.error("", f"unknown sections {unknown}; known: {', '.join(sorted(SECTIONS))}")
     sections = {
         name: table(p, data.get(name, {}), name)
-        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits", "access")
+        for name in ("ami", "store", "http", "kpi", "queues", "agents", "journal", "limits", "access", "desk")
     }
     ami = parse_ami(p, sections["ami"], env, require_secret=for_daemon)
     store = _store(p, sections["store"], env)
@@ -281,7 +283,7 @@ def validate(
     limits = parse_limits(p, sections["limits"])
     access = parse_access(p, sections["access"])
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
-                 access=access)  # fmt: skip
+                 access=access, desk=parse_desk(p, sections["desk"]))  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from acdbridge import config
 from acdbridge.adapters.store import SqliteStore
 from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.desk import CallerCards, DeskTargets, calls_by_agent, previous_calls, today_figures
@@ -163,3 +164,16 @@ def test_an_agents_call_is_the_one_in_wrap_up_then_the_one_talking_then_one_ring
     ended = v("e", "waiting", rung=("D",))
     ended.ring_attempts[0].end_ts = 3.0  # no answer: no longer ringing D
     assert "D" not in calls_by_agent([ended], {})
+
+
+def test_desk_targets_and_history_come_from_the_desk_section() -> None:
+    base = {"ami": {"secret": "x"}}
+    desk = {"history_days": 30, "target_answered": 40, "target_aht_s": 0, "target_occupancy": 0.9}
+    cfg, p = config.validate(base | {"desk": desk}, "t.toml", {})
+    assert p.errors == []
+    assert cfg.desk.history_days == 30.0
+    assert cfg.desk.targets == DeskTargets(answered=40, aht_s=None, acw_s=60.0, hold_s=60.0, occupancy=0.9)
+    assert config.validate(base, "t.toml", {})[0].desk.targets == DeskTargets()
+    _, bad = config.validate(base | {"desk": {"target_occupancy": 2, "colour": "red"}}, "t.toml", {})
+    assert any("desk.target_occupancy" in e for e in bad.errors)
+    assert any("colour" in e for e in bad.errors)
