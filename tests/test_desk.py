@@ -46,9 +46,12 @@ def test_the_desk_follows_the_agent_through_a_recorded_call() -> None:
     assert pop["caller"] == "13900000061" and pop["queue"] == "complaints" and pop["answer_ts"] is None
     assert pop["card"]["hotline"] == "water" and pop["card"]["call_type"] == "complaint"
     assert pop["card"]["language"] == "zh" and pop["card"]["vip"] is False
-    assert pop["wait_s"] >= 0 and pop["previous"] == [] and pop["history_loaded"] is True  # no store
+    assert pop["wait_s"] is None and pop["previous"] == [] and pop["history_loaded"] is True  # no store
     assert talk["state"] == "talking" and talk["call"]["uniqueid"] == pop["uniqueid"]
     assert talk["call"]["answer_ts"] is not None
+    assert talk["call"]["wait_s"] == pytest.approx(
+        talk["call"]["answer_ts"] - talk["call"]["enter_ts"], abs=1e-3
+    )
     assert wrap["state"] == "wrapup" and wrap["call"]["uniqueid"] == pop["uniqueid"]
     # the disposition's VarSet ends the wrap-up at once: the desk shows no call any more
     assert after["state"] in ("ready", "paused") and after["call"] is None

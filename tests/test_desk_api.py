@@ -199,6 +199,15 @@ async def next_desk(resp: aiohttp.ClientResponse) -> dict[str, Any]:
                 return data
 
 
+async def data_line(resp: aiohttp.ClientResponse) -> bytes:
+    """The next event's data line (blank lines and heartbeats skipped); the stream must not end."""
+    while True:
+        line = await resp.content.readline()
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            return line
+
+
 def test_the_stream_pops_the_caller_at_agent_called(store: SqliteStore) -> None:
     async def main() -> None:
         async with site(store) as s, client() as http:
@@ -218,11 +227,17 @@ def test_the_stream_pops_the_caller_at_agent_called(store: SqliteStore) -> None:
             pop = await next_desk(resp)
             desk, call = pop["desk"], pop["desk"]["call"]
             assert desk["state"] == "ringing" and desk["since"] == T0 + 7 and pop["now"] == T0 + 7
+            assert call["enter_ts"] == T0 + 2  # the page counts the wait from here
             assert (call["caller"], call["caller_name"], call["queue"], call["wait_s"]) == (
-                "13900000001", "Zhang Wei", "water", 5.0)  # fmt: skip
+                "13900000001", "Zhang Wei", "water", None)  # fmt: skip
             assert call["card"]["account"] == "W-1001" and call["card"]["vip"] is True
             assert call["card"]["call_type"] == "repair" and call["card"]["hotline"] == "water"
-            s.server.tick()  # nothing changed but the history read: at most that comes next
+            if not call["history_loaded"]:  # the store's answer comes as one more update
+                assert (await next_desk(resp))["desk"]["call"]["history_loaded"] is True
+            s.server.tick()
+            s.server.tick()  # nothing changed: nothing is sent
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(data_line(resp), 0.5)
             resp.close()
 
     asyncio.run(main())

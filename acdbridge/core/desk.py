@@ -89,7 +89,7 @@ class ScreenPop:
     caller_name: str
     enter_ts: float
     answer_ts: float | None
-    wait_s: float  # so far, or until answered
+    wait_s: float | None  # until answered; None while not yet (count from enter_ts: no push a second)
     card: CallerCard
     previous: list[dict[str, Any]] = field(default_factory=list)
 
@@ -108,11 +108,11 @@ def calls_by_agent(active: Iterable[Visit], wrapping: Mapping[str, Visit]) -> di
     return ringing | talking | dict(wrapping)
 
 
-def screen_pop(visit: Visit, card: CallerCard | None, now: float) -> ScreenPop:
-    until = visit.answer_ts if visit.answer_ts is not None else now
+def screen_pop(visit: Visit, card: CallerCard | None) -> ScreenPop:
+    waited = None if visit.answer_ts is None else round(max(0.0, visit.answer_ts - visit.enter_ts), 3)
     return ScreenPop(
         visit.uniqueid, visit.queue, visit.caller, visit.caller_name, visit.enter_ts, visit.answer_ts,
-        round(max(0.0, until - visit.enter_ts), 3), card or CallerCard(),
+        waited, card or CallerCard(),
     )  # fmt: skip
 
 

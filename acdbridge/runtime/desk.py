@@ -57,7 +57,7 @@ class DeskFeed:
         visit = (self.calls() if calls is None else calls).get(interface)
         pop = None
         if visit is not None:
-            pop = screen_pop(visit, p.cards.cards.get(visit.uniqueid), now)
+            pop = screen_pop(visit, p.cards.cards.get(visit.uniqueid))
             known = self.previous.get(visit.uniqueid)
             if known is None:
                 self._read_history(visit.uniqueid, visit.caller, now)
