@@ -25,7 +25,7 @@ from acdbridge.lab import pbx
 
 from .daemon_harness import DaemonProcess, build_lab_prompts, flow_config, free_port
 from .phones import Event, LabPhones, event
-from .test_callflow import reset_members, run
+from .test_callflow import reset_members
 from .test_wallboard import ARTIFACTS, browser
 
 __all__ = ["browser"]  # the module's Chromium fixture
@@ -84,8 +84,7 @@ def grant_user_events(root: Path) -> None:
 def desk_lab(lab: pbx.LabSettings) -> Iterator[pbx.LabSettings]:
     grant_user_events(lab.root)
     build_lab_prompts(lab.root)
-    pbx.asterisk_cli(lab.root, "channel request hangup all")
-    run(reset_members, lab)
+    pbx.asterisk_cli(lab.root, "channel request hangup all")  # members are reset by Phones
     yield lab
     pbx.asterisk_cli(lab.root, "channel request hangup all")
 
