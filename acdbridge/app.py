@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,6 +31,7 @@ from acdbridge.config import Config
 from acdbridge.logmask import mask_callers
 from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.daemon import Daemon, Parts
+from acdbridge.runtime.desk import DeskFeed, History
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob, warn_if_root
@@ -93,7 +95,9 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
                              cfg.journal.checkpoint_path if cfg.journal else None)  # fmt: skip
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
-    http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow)
+    http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
+                    DeskFeed(engine, views, cast(History, store), targets=cfg.desk.targets,
+                             history_days=cfg.desk.history_days))  # fmt: skip
     parts = Parts(cfg, store, writer, engine, views, inbox, ami, http, collector, stop, restarts={},
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
@@ -106,7 +110,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
 # both store backends have the AccessStore methods (adapters/store/access.py); Store's protocol
 # predates them
 def web_site(cfg: Config, registry: CollectorRegistry, views: Views, health: Health, store: Store,
-             callflow: CallFlow | None) -> WebServer:  # fmt: skip
+             callflow: CallFlow | None, desk: DeskFeed | None = None) -> WebServer:  # fmt: skip
     h = cfg.http
     gates = Gates(h.token, h.board_public, MetricsAuth(h.metrics_token, h.metrics_user, h.metrics_password),
                   h.trusted_proxies)  # fmt: skip
@@ -115,7 +119,8 @@ def web_site(cfg: Config, registry: CollectorRegistry, views: Views, health: Hea
         log.warning("http_plaintext_off_loopback", problem=plaintext_warning(h.host))
     return build_site(h.host, h.port, lambda: render(registry), health, board=lambda: views.board_json,
                       gates=gates, tls=tls, access=AccessService(cast(AccessStore, store), cfg.access),
-                      actions=callflow.actions if callflow else None)  # fmt: skip
+                      actions=callflow.actions if callflow else None, desk=desk,
+                      clock=lambda: max(views.engine.now, time.time()))  # fmt: skip
 
 
 def run(cfg: Config, config_path: Path | None = None) -> int:

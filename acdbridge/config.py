@@ -54,6 +54,7 @@ from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConf
 from acdbridge.settings import checks
 from acdbridge.settings.accessconf import AccessConfig, parse_access
 from acdbridge.settings.amiconf import AmiConfig, parse_ami
+from acdbridge.settings.deskconf import DeskConfig, parse_desk
 from acdbridge.settings.httpconf import HttpConfig, parse_http
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
@@ -67,7 +68,7 @@ __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError"
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
-            "access", "privacy", "targets"} | FLOW_SECTIONS  # fmt: skip
+            "access", "privacy", "targets", "desk"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -121,6 +122,7 @@ class Config:
         default_factory=lambda: PrivacyConfig(default_key_file(StoreConfig().path))
     )
     report: ReportConfig = field(default_factory=ReportConfig)  # [targets], agents' teams
+    desk: DeskConfig = field(default_factory=DeskConfig)  # the agent desk: targets, history
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -302,6 +304,7 @@ def validate(
             "limits",
             "access",
             "privacy",
+            "desk",
         )
     }
     report = parse_report(p, data.get("targets", {}), sections["agents"])
@@ -322,8 +325,9 @@ def validate(
     beside = journal.dir if store.url is not None and journal is not None and journal.key else store.path
     privacy = parse_privacy(p, sections["privacy"], beside)
     journal = _journal_within(p, journal, privacy)
+    desk = parse_desk(p, sections["desk"])
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
-                 access=access, privacy=privacy, report=report)  # fmt: skip
+                 access=access, privacy=privacy, report=report, desk=desk)  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

@@ -575,7 +575,7 @@ def facts(**changes: Any) -> Any:
                 "acdbridge": [
                     ("read", "call,agent"),
                     ("read", "dialplan"),
-                    ("write", "agent,reporting,config"),
+                    ("write", "agent,reporting,config,user"),
                 ],
             },
             "queues.conf": {"general": [], "water": queue, "billing": queue},
@@ -640,7 +640,9 @@ def test_pbx_mistakes_each_one_line(tmp_path: Path) -> None:
     assert "lacks write class agent" in errors[3]
     assert warnings == [
         "t.toml: ami.username: warning: the manager user acdbridge lacks write class config: the daemon "
-        "cannot read wrapuptime (GetConfig queues.conf) and uses queues.*.wrapup_s"
+        "cannot read wrapuptime (GetConfig queues.conf) and uses queues.*.wrapup_s",
+        "t.toml: ami.username: warning: the manager user acdbridge lacks write class user: the web desk's "
+        "disposition buttons (AMI UserEvent AcdDisposition) are refused; *55N still works",
     ]
 
 

@@ -1,4 +1,5 @@
-"""What can be done to an agent -- log in, log out, pause with a reason, unpause -- in one place,
+"""What can be done to an agent -- log in, log out, pause with a reason, unpause, enter a
+disposition -- in one place,
 for every surface that does it: the feature codes a phone dials (adapters/callflow.py) and the
 web's API (adapters/web/api.py). Both go through these methods, so a pause from the browser is
 the same QueuePause a *53N sends, and both see the same [pause_reasons]."""
@@ -13,7 +14,7 @@ from acdbridge.adapters.ami import succeeded
 from acdbridge.adapters.members import MembershipSync, Send
 from acdbridge.core.agents import AgentTracker
 from acdbridge.core.routing import AgentProfile, MemberBook, memberships
-from acdbridge.flowconfig import FlowConfig
+from acdbridge.flowconfig import Disposition, FlowConfig
 
 log = structlog.get_logger("acdbridge.agents")
 ACW_REASON = "after-call work"
@@ -41,6 +42,31 @@ class AgentActions:
         if given in self.flow.pause_reasons:
             return self.flow.pause_reasons[given]
         return given if given in self.flow.pause_reasons.values() else None
+
+    def disposition(self, given: str) -> Disposition | None:
+        """A [dispositions] entry, named by its keypad code (as *55N) or its code; None when neither."""
+        if given in self.flow.dispositions:
+            return self.flow.dispositions[given]
+        return next((d for d in self.flow.dispositions.values() if d.code == given), None)
+
+    async def dispose(self, profile: AgentProfile, disposition: Disposition) -> bool:
+        """The web's *55N: the ACD_DISPOSITION value the feature code sets, sent as the AMI
+        UserEvent AcdDisposition (in wrap-up the agent has no channel to set it on, and a global
+        Setvar would need write class `call`, which can hang up any channel; UserEvent needs only
+        `user`). core/legs.py reads it as the feature code's VarSet: the wrap-up ends, the
+        feedback row is the same. An after-call-work pause ends too."""
+        value = f"{profile.interface}|{disposition.code}|{int(disposition.resolved)}"
+        fields = {"Action": "UserEvent", "UserEvent": "AcdDisposition", "Value": value}
+        try:
+            resp: Any = await self.send(fields)
+        except (ConnectionError, TimeoutError) as exc:
+            log.warning("disposition_failed", agent=profile.name, error=str(exc))
+            return False
+        if not succeeded(resp):
+            return False
+        if self.paused_for_acw(profile):
+            return await self.unpause(profile)
+        return True
 
     async def login(self, profile: AgentProfile) -> None:
         await self.members.login(profile)

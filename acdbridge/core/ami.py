@@ -31,6 +31,7 @@ WANTED_EVENTS = frozenset(
 BANNER_PREFIX = b"Asterisk Call Manager/"
 _EVENT_PREFIX = b"Event: "
 _VARSET_WANTED = (b"\r\nVariable: QUEUESTATUS\r\n", b"\r\nVariable: ACD_", b"\r\nVariable: __ACD_")
+DISPOSITION_EVENT = b"\r\nUserEvent: AcdDisposition\r\n"
 MAX_FRAME_BYTES = 1 << 20  # a frame larger than this is garbage, not AMI
 MAX_BANNER_BYTES = 1024
 _SEP = b"\r\n\r\n"
@@ -66,6 +67,8 @@ def _wanted_event(frame: bytes, wanted: frozenset[str]) -> bool:
         return True
     if text == "Newexten":
         return QUEUE_APP_MARKER in frame  # the Queue() step only: it names a blocked caller's queue
+    if text == "UserEvent":  # the web desk's disposition (core/legs.py), no other user event
+        return DISPOSITION_EVENT in frame
     return text == "VarSet" and any(marker in frame for marker in _VARSET_WANTED)
 
 

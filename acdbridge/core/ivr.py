@@ -6,7 +6,8 @@ centre's local time.
 Channel variables set here are the contract with the dialplan (asterisk_conf/extensions.conf)
 and with the tracker (core/legs.py reads them back from AMI VarSet events):
   ACD_HOTLINE (first: the IVR leg starts), CHANNEL(language), __ACD_ACCOUNT/NAME/ADDRESS/VIP (the
-  agent's screen pop, inherited by the agent's channel), ACD_CALLTYPE, ACD_LANG, ACD_VIP,
+  agent's screen pop, inherited by the agent's channel), __ACD_NOTICE (the notice played: the
+  screen pop's too), ACD_CALLTYPE, ACD_LANG, ACD_VIP,
   QUEUE_PRIO, QUEUE_MAX_PENALTY, ACD_RULE, ACD_SURVEY, ACD_QUEUE (the dialplan's target; "-":
   hang up; unset: the daemon failed, the dialplan uses its default queue) and last ACD_IVR
   (routed | closed: the leg ends)."""
@@ -152,6 +153,7 @@ def hotline_script(
         ):
             pressed = yield Play(f"acdbridge/notice-{notice.name}", digits)
             ctx.summary["notice"] = notice.name
+            yield SetVar("__ACD_NOTICE", notice.name)  # the agent's screen pop shows it
     call_type = yield from _menu(hotline, pressed)
     if call_type is None:
         call_type, ctx.summary["menu"] = hotline.default_call_type, "default"

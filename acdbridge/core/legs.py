@@ -4,7 +4,8 @@ Asterisk's Timestamp, so a recorded stream replays to the same legs. Sans-IO.
 
 An IVR leg starts at ACD_HOTLINE and ends at ACD_IVR (routed | closed), at the caller's
 QueueCallerJoin when the script failed half-way (the dialplan fell back: `fallback`), or at the
-caller's Hangup while still in the script: `ivr_abandoned`, never a queue abandon."""
+caller's Hangup while still in the script: `ivr_abandoned`, never a queue abandon. A disposition
+from the web desk comes as the AMI UserEvent AcdDisposition with the same value as *55N's."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ class LegTracker:
         uid = h.get("Uniqueid", "")
         if msg.name == "VarSet":
             self._varset(h.get("Variable", "").lstrip("_"), h.get("Value", ""), uid, h, ts)
+        elif msg.name == "UserEvent" and h.get("UserEvent") == "AcdDisposition":
+            # the web desk's disposition (adapters/agentactions.py): the *55N value, no channel
+            self._varset("ACD_DISPOSITION", h.get("Value", ""), uid, h, ts)
         elif msg.name == "QueueCallerJoin" and uid in self.open:
             leg = self.open.pop(uid)
             leg.queue = leg.queue or h.get("Queue", "")

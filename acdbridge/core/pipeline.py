@@ -10,6 +10,7 @@ from acdbridge.core.agents import AgentTracker
 from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S, reconstruct, rings_in_gap
 from acdbridge.core.calls import CallTracker
+from acdbridge.core.desk import CallerCards
 from acdbridge.core.gap import GapBook, answers_in_gap, merge
 from acdbridge.core.legs import LegTracker
 from acdbridge.core.limits import Janitor, Limits
@@ -65,6 +66,7 @@ class Pipeline:
         self.calls.on_vanished = self.gap.resynced
         self.janitor = Janitor(limits or Limits(), self.problems, self.calls, self.agents, self.members)
         self.legs = LegTracker(self._leg_done, self._feedback, self.calls.call_of_agent, self.calls.queue_of)
+        self.cards = CallerCards()  # what the greeting learnt about each caller: the desk's screen pop
         # kept only without callbacks (a replay)
         self.ivr_legs: list[Record] = []
         self.feedback: list[Record] = []
@@ -128,6 +130,7 @@ class Pipeline:
         ts = received_at if received_at > 0 and "Timestamp" not in msg.headers else self.calls.now
         self.agents.feed(msg, ts)
         self.legs.feed(msg, ts)
+        self.cards.feed(msg)
         if msg.kind == "event":
             self.members.feed(msg.name, msg.headers)
         self.janitor.after(self.calls.now)

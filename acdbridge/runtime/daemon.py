@@ -107,6 +107,7 @@ class Daemon:
             self.p.mqtt.update(board.queues, board.agents)
         if board.changed:
             self.http.broadcast(board.data)
+        self.http.tick()  # an agent's desk may change with the board unchanged (a pause's reason)
 
     async def _board(self) -> None:
         """Within BOARD_DELAY_S of an AMI event (and every second, so waits keep counting)."""

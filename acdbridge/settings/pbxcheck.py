@@ -97,6 +97,12 @@ def _manager(cfg: Config, facts: PbxFacts, p: Problems) -> None:
             f"the manager user {cfg.ami.username} lacks write class config: the daemon "
             "cannot read wrapuptime (GetConfig queues.conf) and uses queues.*.wrapup_s",
         )
+    if cfg.flow is not None and not {"user", "all"} & have_write:
+        p.warn(
+            "ami.username",
+            f"the manager user {cfg.ami.username} lacks write class user: the web desk's "
+            "disposition buttons (AMI UserEvent AcdDisposition) are refused; *55N still works",
+        )
 
 
 def _tracked_queues(cfg: Config) -> dict[str, str]:

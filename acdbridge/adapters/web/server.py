@@ -133,6 +133,7 @@ class WebServer:
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     on_board: list[Callable[[bytes], None]] = field(default_factory=list)
     access_stats: Callable[[], Any] | None = None  # AccessService.stats, for /metrics
+    on_tick: list[Callable[[], None]] = field(default_factory=list)  # each board refresh (the desks)
     _runner: web.AppRunner | None = None
     _server: asyncio.Server | None = None
 
@@ -152,6 +153,11 @@ class WebServer:
         """A new board for the live /events streams (called on the loop)."""
         for push in self.on_board:
             push(board_json)
+
+    def tick(self) -> None:
+        """The engine's state was looked at again (changed or not): the desks compare theirs."""
+        for wake in self.on_tick:
+            wake()
 
     async def start(self) -> None:
         self.guard.closing = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,9 +21,11 @@ from acdbridge.adapters.agentactions import AgentActions
 from acdbridge.adapters.web.access import Middleware, WebAccess
 from acdbridge.adapters.web.api import PeopleApi
 from acdbridge.adapters.web.board import Board
+from acdbridge.adapters.web.desk import DeskApi
 from acdbridge.adapters.web.guard import Guard, HttpLimits
 from acdbridge.adapters.web.metrics import Health, MetricsAuth, Scrape
 from acdbridge.adapters.web.server import Handler, Refused, WebServer, shield, static_dir
+from acdbridge.runtime.desk import DeskFeed
 
 BOARD_PATHS = frozenset({"/", "/api/board", "/events"})
 PLAIN_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Server": "acdbridge"}
@@ -50,6 +53,8 @@ def build_site(
     tls: ssl.SSLContext | None = None,
     access: AccessService | None = None,
     actions: AgentActions | None = None,
+    desk: DeskFeed | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> WebServer:
     gates = gates or Gates(board_public=access is None)
     guard = Guard(limits or HttpLimits(), PLAIN_HEADERS)
@@ -75,6 +80,12 @@ def build_site(
     server.on_board.append(wallboard.broadcast)
     server.on_stop.append(wallboard.end_streams)
     server.access_stats = access.stats if access is not None else None
+    if web_access is not None and desk is not None:  # the agent desk (docs/desk.md)
+        desks = DeskApi(web_access, desk, actions, clock)
+        desks.routes(app)
+        desk.on_history.append(desks.tick)
+        server.on_tick.append(desks.tick)
+        server.on_stop.append(desks.end_streams)
     return server
 
 
