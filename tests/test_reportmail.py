@@ -261,3 +261,37 @@ def test_report_run_by_hand(
     assert "--schedule: no schedule 'weekly'" in capsys.readouterr().err
     assert main(["report-run", "--config", str(config), "--schedule", "daily", "--period", "23.11."]) == 2
     assert "--period: expected a date YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_the_daemon_runs_the_schedule_and_exports_its_counters(tmp_path: Path) -> None:
+    from acdbridge import app
+    from acdbridge.adapters.store import SqliteStore
+    from tests.test_metrics import samples
+    from tests.test_runtime import _config, _get
+
+    SqliteStore(tmp_path / "store.sqlite").close()
+    extra = (f'[reports]\ndirectory = "{tmp_path / "out"}"\n[[reports.schedule]]\nname = "daily"\n'
+             'formats = ["json"]\n')  # fmt: skip
+    cfg = load(_config(tmp_path, extra))
+
+    async def scenario() -> bytes:
+        daemon = app.build(cfg)
+        running = asyncio.create_task(daemon.run())
+        for _ in range(300):  # the start's catch-up makes yesterday's report
+            await asyncio.sleep(0.05)
+            if daemon.p.reports is not None and daemon.p.reports.stats["daily"].made >= 1:
+                break
+        await asyncio.sleep(1.1)  # a metrics pass with the run in it
+        _, metrics = await _get(cfg.http.port, "/metrics")
+        daemon.stop.set()
+        await asyncio.wait_for(running, 10)
+        return metrics
+
+    metrics = {(n, tuple(lb.values())): v for n, lb, v in samples(asyncio.run(scenario()).decode())}
+    assert metrics["acd_reports_made_total", ("daily",)] == 1
+    assert metrics["acd_reports_failed_total", ("daily", "mail")] == 0
+    assert metrics["acd_task_restarts_total", ("reports",)] == 0
+    (made,) = (tmp_path / "out").iterdir()
+    report = json.loads(made.read_text())  # yesterday's of an empty store: no rows, the targets
+    assert made.name.startswith("daily-") and report["rows"] == [] and report["targets"]
+    assert "daily" in json.loads((tmp_path / "store.reports-sent.json").read_text())["done"]
