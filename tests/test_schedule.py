@@ -93,7 +93,7 @@ def test_check_config_names_every_schedule_mistake(tmp_path: Path) -> None:
              "mail_to": ["x"]},
             {"name": "d", "every": "day", "weekday": "monday", "day": 31},
             {"name": "d", "interval": "2h"},
-        ], "retries": -1},
+        ], "retries": -1, "state_file": "/nonexistent-dir/sent.json"},
     }  # fmt: skip
     _cfg, problems = config.validate(data, "c.toml", env={}, for_daemon=False)
     text = "\n".join(problems.errors)
@@ -105,7 +105,8 @@ def test_check_config_names_every_schedule_mistake(tmp_path: Path) -> None:
                      f"{s0}.at: expected a time of day", f"{s0}.by:", f"{s0}.formats: unknown ['pdf']",
                      f"{s0}.mail_to[0]: expected",
                      'reports.schedule[1].weekday: only for every = "week"', "reports.schedule[1].day:",
-                     "reports.schedule[2].interval: expected one of", "reports.retries:"):  # fmt: skip
+                     "reports.schedule[2].interval: expected one of", "reports.retries:",
+                     "reports.state_file: no directory /nonexistent-dir for sent.json"):  # fmt: skip
         assert expected in text, expected
 
 

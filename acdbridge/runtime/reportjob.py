@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -34,6 +34,9 @@ from acdbridge.core.schedule import Period
 from acdbridge.privatefile import private_file
 from acdbridge.reportcli import render, rows
 from acdbridge.settings.mailconf import Schedule, SmtpConfig
+
+if TYPE_CHECKING:
+    from acdbridge.config import Config
 
 log = structlog.get_logger("acdbridge.reports")
 KEEP_PERIODS = 400  # per schedule in the state file: more than a year of daily runs
@@ -78,9 +81,9 @@ def file_name(s: Schedule, period: Period, fmt: str) -> str:
     return f"{s.name}-{period.name}.{fmt}"
 
 
-def make_files(store: Any, cfg: Any, s: Schedule, period: Period) -> list[Path]:
+def make_files(store: Any, cfg: Config, s: Schedule, period: Period) -> list[Path]:
     """Blocking: the report of `period` in each of the schedule's formats, written 0600 (each
-    file complete or absent: written aside, then renamed). `cfg` is the daemon's Config."""
+    file complete or absent: written aside, then renamed)."""
     lo, hi = period.bounds(cfg.kpi.tz)
     report = {"rows": list(rows(store, cfg.kpi, cfg.report, lo, hi, s.interval, s.by)),
               "targets": targets_of(cfg.kpi, cfg.report)}  # fmt: skip
@@ -107,7 +110,7 @@ def mail_of(smtp: SmtpConfig, s: Schedule, period: Period, files: list[Path]) ->
 
 
 class ReportJob:
-    def __init__(self, cfg: Any, store: Any, clock: Callable[[], float] = time.time,
+    def __init__(self, cfg: Config, store: Any, clock: Callable[[], float] = time.time,
                  send: Callable[[SmtpConfig, EmailMessage], None] = mailer.send, *,
                  remember: bool = True) -> None:  # fmt: skip
         self.cfg, self.store, self.clock, self.send = cfg, store, clock, send

@@ -200,6 +200,9 @@ def parse_reports(p: Problems, t: dict[str, Any], store_path: Path, report: Repo
         elif s.mail_to and smtp is None:
             p.error(dotted(where, "mail_to"), "is set but there is no [smtp] section to send with")
         schedules.append(s)
-    return ReportsConfig(base, Path(state) if state else defaults.state_file, tuple(schedules),
+    state_file = Path(state) if state else defaults.state_file
+    if schedules and not state_file.parent.is_dir():
+        p.error(dotted(w, "state_file"), f"no directory {state_file.parent} for {state_file.name}")
+    return ReportsConfig(base, state_file, tuple(schedules),
                          get(p, t, "retries", w, int, 3, lo=0, hi=20),
                          get(p, t, "retry_s", w, float, 300.0, lo=0.01, hi=86_400))  # fmt: skip
