@@ -122,3 +122,11 @@ def test_mail_to_without_smtp_is_an_error() -> None:
 def test_good_names(name: str) -> None:
     _cfg, problems = config.validate({"reports": {"schedule": [{"name": name}]}}, env={}, for_daemon=False)
     assert problems.errors == []
+
+
+def test_check_config_summary_lists_the_schedules(tmp_path: Path) -> None:
+    from acdbridge.settings.summary import summary
+
+    cfg = config.parse({"store": {"path": str(tmp_path / "s.sqlite")}, "reports": {"schedule": [
+        {"name": "weekly", "every": "week", "formats": ["xlsx"]}]}}, for_daemon=False)  # fmt: skip
+    assert f"reports (1): weekly every week at 08:00 (xlsx) to {tmp_path / 'reports'}" in summary(cfg)
