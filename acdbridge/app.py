@@ -7,20 +7,25 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from prometheus_client import CollectorRegistry
 
+from acdbridge.access.model import AccessStore
+from acdbridge.access.service import AccessService
 from acdbridge.adapters.ami import AmiClient
 from acdbridge.adapters.callflow import CallFlow
 from acdbridge.adapters.fastagi import FastAgiServer
-from acdbridge.adapters.http import HttpServer
 from acdbridge.adapters.journal import Journal
 from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.metrics import new_registry, render
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store, open_store
 from acdbridge.adapters.store.privacy import PrivacyRows
+from acdbridge.adapters.web.metrics import Health, MetricsAuth
+from acdbridge.adapters.web.server import WebServer
+from acdbridge.adapters.web.site import Gates, build_site
 from acdbridge.config import Config
 from acdbridge.logmask import mask_callers
 from acdbridge.runtime.checkpoint import Checkpointer
@@ -34,6 +39,8 @@ from acdbridge.runtime.startup import check_directory
 from acdbridge.runtime.track import Inbox, call_ids_of_agi, to_store
 from acdbridge.runtime.views import Views
 from acdbridge.runtime.writer import StoreWriter
+from acdbridge.settings.checks import is_loopback, plaintext_warning
+from acdbridge.settings.httpconf import tls_context
 
 log = structlog.get_logger("acdbridge")
 
@@ -88,9 +95,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
     reports = ReportJob(cfg, store) if cfg.reports.schedules and isinstance(store, PrivacyRows) else None
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
-    http = HttpServer(cfg.http.host, cfg.http.port, lambda: render(registry),
-                      lambda: daemon.self_metrics.healthz(), board=lambda: views.board_json,
-                      token=cfg.http.token)  # fmt: skip
+    http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow)
     parts = Parts(cfg, store, writer, engine, views, inbox, ami, http, collector, stop, restarts={},
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
@@ -98,6 +103,21 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
                   privacy=privacy, reports=reports)  # fmt: skip
     daemon = Daemon(parts)
     return daemon
+
+
+# both store backends have the AccessStore methods (adapters/store/access.py); Store's protocol
+# predates them
+def web_site(cfg: Config, registry: CollectorRegistry, views: Views, health: Health, store: Store,
+             callflow: CallFlow | None) -> WebServer:  # fmt: skip
+    h = cfg.http
+    gates = Gates(h.token, h.board_public, MetricsAuth(h.metrics_token, h.metrics_user, h.metrics_password),
+                  h.trusted_proxies)  # fmt: skip
+    tls = tls_context(h.tls_cert, h.tls_key) if h.tls_cert and h.tls_key else None
+    if not tls and not is_loopback(h.host):
+        log.warning("http_plaintext_off_loopback", problem=plaintext_warning(h.host))
+    return build_site(h.host, h.port, lambda: render(registry), health, board=lambda: views.board_json,
+                      gates=gates, tls=tls, access=AccessService(cast(AccessStore, store), cfg.access),
+                      actions=callflow.actions if callflow else None)  # fmt: skip
 
 
 def run(cfg: Config, config_path: Path | None = None) -> int:

@@ -25,7 +25,8 @@ secrets: the AMI secret comes from `secret`, `secret_file` or the systemd creden
 
     [http]
     listen = "127.0.0.1:9108"  # /metrics, /healthz and the wallboard (/); loopback unless you mean it
-    token = "..."              # optional: the wallboard then needs ?token=...
+    token = "..."              # optional: a kiosk's key, ?token=... opens the wallboard
+    board_public = false       # true: the wallboard without sign-in (settings/httpconf.py: the rest)
 
     [journal]                  # the AMI journal and checkpoints (settings/journalconf.py)
     dir = "/var/lib/acdbridge/journal"
@@ -53,12 +54,13 @@ from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConf
 from acdbridge.settings import checks
 from acdbridge.settings.accessconf import AccessConfig, parse_access
 from acdbridge.settings.amiconf import AmiConfig, parse_ami
+from acdbridge.settings.httpconf import HttpConfig, parse_http
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
 from acdbridge.settings.mailconf import ReportsConfig, SmtpConfig, default_reports, parse_reports, parse_smtp
 from acdbridge.settings.mqttconf import MqttConfig, parse_mqtt_section
 from acdbridge.settings.privacyconf import PrivacyConfig, default_key_file, parse_privacy
-from acdbridge.settings.problems import Problems, dotted, get, known, listen, table
+from acdbridge.settings.problems import Problems, dotted, get, known, table
 from acdbridge.settings.reportconf import default_sl_target, parse_report
 from acdbridge.settings.secrets import secret
 
@@ -102,13 +104,6 @@ class StoreConfig:
         user = f"{parts.username}@" if parts.username else ""
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    host: str = "127.0.0.1"
-    port: int = 9108
-    token: str | None = field(default=None, repr=False)  # the wallboard asks for ?token=... when set
 
 
 @dataclass(frozen=True)
@@ -161,16 +156,6 @@ def _store_url(p: Problems, url: str) -> None:
     if inline:
         p.warn("store.url", "holds a password: put it in store.password_file (chmod 600) or the "
                             "systemd credential store-password instead")  # fmt: skip
-
-
-def _http(p: Problems, t: dict[str, Any]) -> HttpConfig:
-    known(p, t, "http", {"listen", "token"})
-    host, port = listen(p, t, "http", "127.0.0.1:9108")
-    token = get(p, t, "token", "http", str, None, secret=True)
-    if token is not None and not token.strip():
-        p.error("http.token", "is empty, which would turn the token off: remove the key for no token")
-        token = None
-    return HttpConfig(host, port, token)
 
 
 def _queues(
@@ -326,7 +311,7 @@ def validate(
     ami = parse_ami(p, sections["ami"], env, require_secret=for_daemon)
     store = _store(p, sections["store"], env)
     wrapup, queue_kpi = _queues(p, sections["queues"], default_sl_target(report))
-    http = _http(p, sections["http"])
+    http = parse_http(p, sections["http"], env)
     kpi = _kpi(p, sections["kpi"], queue_kpi, sections["agents"], default_sl_target(report))
     mqtt = parse_mqtt_section(p, table(p, data["mqtt"], "mqtt"), env) if "mqtt" in data else None
     journal = parse_journal(p, sections["journal"], ami.capture, store.path)

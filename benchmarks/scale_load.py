@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import heapq
 import json
 import math
@@ -44,6 +45,7 @@ import re
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -352,7 +354,14 @@ async def run_one(label: str, tree: Path, scan: bool, frames: list[bytes], peak_
         late * 1000 for t, late in zip(ticks["t"], ticks["late"], strict=True) if load_from <= t <= load_to
     ]
     await asyncio.to_thread(collect, res.run, work, pbx.session.sent)
+    if history is not None:  # the store also holds the history it started from
+        res.run.stored -= history_count(history)
     return res
+
+
+def history_count(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM visits").fetchone()[0])
 
 
 # -- the table --------------------------------------------------------------------------------------

@@ -100,8 +100,9 @@ def test_check_config_on_a_good_file_prints_a_summary(
     (tmp_path / "secret").chmod(0o600)
     assert main(["check-config", "--config", str(config)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"{config}: http.listen: warning: 0.0.0.0 is off loopback and http.token is not set: anyone who "
-        "reaches the port sees the wallboard",
+        f"{config}: http.listen: warning: 0.0.0.0 is off loopback without tls_cert/tls_key: passwords and "
+        "session cookies cross the network in clear; set them, or keep a TLS proxy in front, the port "
+        "firewalled",
         f"{config}: OK (1 warning)",
         "  ami: acdbridge@127.0.0.1:5038",
         "  listeners: http 0.0.0.0:9200",

@@ -1,6 +1,7 @@
-"""HttpServer's limits, in process over real loopback sockets (small limits, so each is quick to
-reach): the connection and stream caps, the whole-request deadline, the write deadline, a view
-that raises, the shared /metrics render, and the counters /metrics exports from HttpStats.
+"""The web server's limits (adapters/web/guard.py, server.py), in process over real loopback
+sockets (small limits, so each is quick to reach): the connection and stream caps, the
+whole-request deadline, the write deadline, a view that raises, the shared /metrics render, and
+the counters /metrics exports from HttpStats.
 tests/test_surfaces.py runs the same kind of input against the daemon process."""
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from acdbridge.adapters.http import HttpLimits, HttpServer, HttpStats
+from acdbridge.adapters.web.guard import HttpLimits, HttpStats
+from acdbridge.adapters.web.server import WebServer
+from acdbridge.adapters.web.site import build_site
 
 pytestmark = pytest.mark.timeout(30)
 HOST = "127.0.0.1"
@@ -22,10 +25,13 @@ HOST = "127.0.0.1"
 
 @asynccontextmanager
 async def serving(
-    metrics: Callable[[], bytes] = lambda: b"acd_up 1\n", **limits: Any
-) -> AsyncIterator[HttpServer]:
-    server = HttpServer(HOST, 0, metrics, lambda: (True, {}), board=lambda: b'{"queues": {}}',
-                        limits=HttpLimits(**limits))  # fmt: skip
+    metrics: Callable[[], bytes] = lambda: b"acd_up 1\n",
+    health: Callable[[], tuple[bool, dict[str, object]]] = lambda: (True, {}),
+    **limits: Any,
+) -> AsyncIterator[WebServer]:
+    server = build_site(
+        HOST, 0, metrics, health, board=lambda: b'{"queues": {}}', limits=HttpLimits(**limits)
+    )
     await server.start()
     try:
         yield server
@@ -47,23 +53,28 @@ async def ask(port: int, data: bytes, *, eof: bool = True) -> bytes:
 
 
 def status(answer: bytes) -> int:
-    return int(answer[9:12]) if answer.startswith(b"HTTP/1.1 ") else 0
+    """The status; 0 for no answer. A head that could not be parsed is answered as HTTP/1.0."""
+    return int(answer[9:12]) if answer[:9] in (b"HTTP/1.1 ", b"HTTP/1.0 ") else 0
 
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+TWO_HEADERS = b"GET / HTTP/1.1\r\nHost: x\r\nA: " + b"b" * 1000 + b"\r\nB: " + b"c" * 1100 + b"\r\n\r\n"
+EVENTS = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def test_each_refusal_is_named_and_counted_by_kind() -> None:
     cases = {
         b"nonsense\r\n\r\n": (400, "malformed", b"bad request line"),
-        b"GET /x HTTP/1.1\r\nno colon\r\n\r\n": (400, "malformed", b"malformed header line"),
-        b"GET / HTTP/0.9\r\n\r\n": (505, "malformed", b"not supported"),
+        b"GET /x HTTP/1.1\r\nno colon\r\n\r\n": (400, "malformed", b"Invalid header token"),
+        b"GET / HTTP/3.0\r\nHost: x\r\n\r\n": (505, "malformed", b"not supported"),
         b"GET /" + b"a" * 600 + b" HTTP/1.1\r\n\r\n": (414, "too_large", b"request line over 512 bytes"),
-        b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 9 + b"\r\n": (431, "too_large", b"the limit is 8"),
-        b"GET / HTTP/1.1\r\nA: " + b"b" * 3000 + b"\r\n\r\n": (431, "too_large", b"request head over 2048"),
-        b"PUT / HTTP/1.1\r\nContent-Length: 101\r\n\r\n": (413, "too_large", b"the limit is 100"),
-        b"PUT / HTTP/1.1\r\n\r\n": (405, "method_not_allowed", b"use GET"),
-        b"GET /nope HTTP/1.1\r\n\r\n": (404, "not_found", b"try /, /metrics or /healthz"),
+        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"A: b\r\n" * 9 + b"\r\n": (431, "too_large", b"the limit is 8"),
+        b"GET / HTTP/1.1\r\nA: " + b"b" * 3000 + b"\r\n\r\n": (431, "too_large", b"over 2048 bytes"),
+        TWO_HEADERS: (431, "too_large", b"request head over 2048"),
+        b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n": (413, "too_large", b"the limit is 100"),
+        b"PUT / HTTP/1.1\r\nHost: x\r\n\r\n": (405, "method_not_allowed", b"use GET"),
+        b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n": (404, "not_found", b"try /, /metrics or /healthz"),
+        b"GET /healthz HTTP/1.1\r\n\r\n": (400, "malformed", b"Missing 'Host' header"),
         b"GET /healthz HTTP/1.1\r\nHost: x\r\n": (400, "malformed", b"incomplete request head"),
     }
 
@@ -79,8 +90,8 @@ def test_each_refusal_is_named_and_counted_by_kind() -> None:
     answers, stats = asyncio.run(main())
     for (data, (code, _, words)), answer in zip(cases.items(), answers, strict=True):
         assert status(answer) == code and words in answer, (data[:40], answer)
-    assert (stats.malformed, stats.too_large, stats.method_not_allowed, stats.not_found) == (4, 4, 1, 1)
-    assert (stats.requests, stats.probes, stats.open, stats.connections) == (3, 1, 0, 12)
+    assert (stats.malformed, stats.too_large, stats.method_not_allowed, stats.not_found) == (5, 5, 1, 1)
+    assert (stats.requests, stats.probes, stats.open, stats.connections) == (4, 1, 0, 14)
 
 
 def test_one_deadline_for_the_whole_request_cuts_a_byte_a_second_client() -> None:
@@ -111,9 +122,9 @@ def test_connections_past_the_cap_get_503_at_once_and_streams_have_their_own_cap
     async def main() -> tuple[bytes, bytes, bytes, bytes, HttpStats]:
         async with serving(max_connections=3, max_streams=1) as s:
             r1, w1 = await asyncio.open_connection(HOST, s.port)
-            w1.write(b"GET /events HTTP/1.1\r\n\r\n")
+            w1.write(EVENTS)
             assert b"text/event-stream" in await r1.readuntil(b"\r\n\r\n")
-            second_stream = await ask(s.port, b"GET /events HTTP/1.1\r\n\r\n")
+            second_stream = await ask(s.port, EVENTS)
             idle = [await asyncio.open_connection(HOST, s.port) for _ in range(2)]
             await asyncio.sleep(0.1)
             started = time.monotonic()
@@ -140,7 +151,7 @@ def test_a_client_that_stops_reading_is_dropped_at_the_write_deadline() -> None:
     async def main() -> tuple[HttpStats, bytes]:
         async with serving(lambda: big, write_timeout_s=0.3) as s:
             _, writer = await asyncio.open_connection(HOST, s.port)
-            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             await asyncio.sleep(1.0)  # read nothing
             still = await ask(s.port, GET)
             writer.close()
@@ -162,15 +173,18 @@ def test_a_failing_view_costs_one_500_and_scrapes_share_one_render() -> None:
     def broken() -> tuple[bool, dict[str, object]]:
         raise ValueError("boom")
 
+    health: list[Callable[[], tuple[bool, dict[str, object]]]] = [lambda: (True, {})]
+
     async def main() -> tuple[list[bytes], bytes, HttpStats]:
-        async with serving(slow_metrics) as s:
+        async with serving(slow_metrics, lambda: health[0]()) as s:
             scrapes = [
-                asyncio.ensure_future(ask(s.port, b"GET /metrics HTTP/1.1\r\n\r\n")) for _ in range(20)
+                asyncio.ensure_future(ask(s.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+                for _ in range(20)
             ]
             await asyncio.sleep(0.3)
             gate.set()
             answers = await asyncio.gather(*scrapes)
-            s.health = broken
+            health[0] = broken
             return list(answers), await ask(s.port, GET), s.stats
 
     answers, failed, stats = asyncio.run(main())
@@ -183,7 +197,7 @@ def test_stop_ends_streams_and_trickling_clients_promptly() -> None:
     async def main() -> float:
         async with serving() as s:
             reader, writer = await asyncio.open_connection(HOST, s.port)
-            writer.write(b"GET /events HTTP/1.1\r\n\r\n")
+            writer.write(EVENTS)
             await reader.readuntil(b"\r\n\r\n")
             _, slow = await asyncio.open_connection(HOST, s.port)
             slow.write(b"GET /hea")

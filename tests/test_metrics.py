@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from acdbridge.adapters.http import HttpServer
+from acdbridge.adapters.web.site import build_site
 from acdbridge.replay import replay_metrics, replay_records
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
@@ -88,24 +88,23 @@ async def _get(port: int, raw: bytes) -> bytes:
 def test_http_endpoint_answers_and_refuses_clearly() -> None:
     async def scenario() -> list[bytes]:
         healthy = [True]
-        server = HttpServer("127.0.0.1", 0, lambda: b"acd_up 1\n", lambda: (healthy[0], {"why": "test"}))
+        server = build_site("127.0.0.1", 0, lambda: b"acd_up 1\n", lambda: (healthy[0], {"why": "test"}))
         await server.start()
-        assert server.server is not None
-        port = server.server.sockets[0].getsockname()[1]
+        port = server.port
         try:
             # a bare connect/close and a half request never hang the server
             _, w = await asyncio.open_connection("127.0.0.1", port)
             w.close()
             answers = [
                 await _get(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-                await _get(port, b"GET /healthz HTTP/1.1\r\n\r\n"),
-                await _get(port, b"POST /metrics HTTP/1.1\r\n\r\n"),
-                await _get(port, b"GET /nope HTTP/1.1\r\n\r\n"),
+                await _get(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+                await _get(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+                await _get(port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"),
                 await _get(port, b"nonsense\r\n\r\n"),
             ]
             healthy[0] = False
             answers.append(await _get(port, b"GET /healthz HTTP/1.0\r\n\r\n"))
-            answers.append(await _get(port, b"GET /metrics HTTP/1.1\r\n\r\n"))  # still serving
+            answers.append(await _get(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))  # still serving
         finally:
             await server.stop()
         return answers
@@ -116,8 +115,8 @@ def test_http_endpoint_answers_and_refuses_clearly() -> None:
     assert health.startswith(b"HTTP/1.1 200") and b'"ok": true' in health
     assert post.startswith(b"HTTP/1.1 405") and b"use GET" in post
     assert missing.startswith(b"HTTP/1.1 404") and b"try /, /metrics or /healthz" in missing
-    assert garbage.startswith(b"HTTP/1.1 400")
-    assert unhealthy.startswith(b"HTTP/1.1 503") and b'"why": "test"' in unhealthy
+    assert garbage.startswith(b"HTTP/1.0 400")  # the head could not be parsed: its version neither
+    assert unhealthy.startswith(b"HTTP/1.0 503") and b'"why": "test"' in unhealthy
     assert again.startswith(b"HTTP/1.1 200")
 
 

@@ -147,7 +147,7 @@ def test_the_daemon_keeps_serving_while_its_kpi_refresh_keeps_failing(
         running = asyncio.create_task(daemon.run())
         for _ in range(100):  # the supervisor backs off 0.25-0.5 s, then 0.5-1 s
             await asyncio.sleep(0.05)
-            if daemon.restarts.get("kpi-refresh", 0) >= 2 and daemon.http.server is not None:
+            if daemon.restarts.get("kpi-refresh", 0) >= 2 and daemon.http.listening:
                 break
         await asyncio.sleep(1.1)  # one more metrics pass with the new count
         status, health = await _get(cfg.http.port, "/healthz")

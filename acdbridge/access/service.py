@@ -3,7 +3,8 @@
 Sessions live in memory only (a restart signs everyone out; the store never sees a token).
 Each one ends when idle for `session_idle_min`, at `session_max_h` whatever its use, or when
 `max_sessions` newer ones push it out. The account behind a session is read again from the store
-at most every RECHECK_S, so `acdbridge users disable` ends that user's sessions within it.
+at most every RECHECK_S, so `acdbridge users disable` or `users passwd` (another process)
+ends that user's sessions within it.
 
 Nothing here raises into a request on a store error: a sign-in then fails with STORE_DOWN (and a
 log line), a session check keeps the session until the store answers again, and an audit row that
@@ -49,6 +50,7 @@ class AccessStats:
 class _Live:
     session: Session
     checked_at: float  # when the account was last read from the store
+    password_hash: str  # as it was at sign-in: `users passwd` changes it, and ends the session
 
 
 def locked_text(seconds: float) -> str:
@@ -108,9 +110,10 @@ class AccessService:
         if account.disabled:
             return await self._refuse(name, address, now, "refused", "account disabled", DISABLED)
         self.lockout.succeeded(name)
-        if passwords.needs_rehash(found[1]):
-            await self._rehash(name, password)
-        session = self._open(account, now)
+        password_hash = found[1]
+        if passwords.needs_rehash(password_hash):
+            password_hash = await self._rehash(name, password) or password_hash
+        session = self._open(account, password_hash, now)
         self._counts["ok"] += 1
         await self.record(AuditEntry(now, name, "sign_in", name, "ok", address))
         return SignIn(session)
@@ -124,21 +127,24 @@ class AccessService:
         await self.record(AuditEntry(now, "", "sign_in_refused", target, outcome, address, detail))
         return SignIn(None, problem)
 
-    async def _rehash(self, name: str, password: str) -> None:
-        """The hash was made with older parameters: store one with today's (best effort)."""
+    async def _rehash(self, name: str, password: str) -> str | None:
+        """The hash was made with older parameters: store one with today's (best effort); the
+        new hash, or None when it could not be stored."""
         try:
             new_hash = await asyncio.to_thread(passwords.hash_password, password)
             await asyncio.to_thread(self.store.set_password, name, new_hash)
         except Exception as exc:  # the sign-in still succeeds; the next one tries again
             log.warning("access_rehash_failed", username=name, error=str(exc))
+            return None
+        return new_hash
 
-    def _open(self, account: Account, now: float) -> Session:
+    def _open(self, account: Account, password_hash: str, now: float) -> Session:
         self._sweep(now)
         while len(self._sessions) >= self.settings.max_sessions:
             del self._sessions[next(iter(self._sessions))]
             self._counts["dropped"] += 1
         session = Session(secrets.token_urlsafe(32), account, secrets.token_urlsafe(32), now, now)
-        self._sessions[session.token] = _Live(session, now)
+        self._sessions[session.token] = _Live(session, now, password_hash)
         return session
 
     def _sweep(self, now: float) -> None:
@@ -174,12 +180,22 @@ class AccessService:
             log.warning("access_store_unavailable", during="session_check", error=str(exc))
             return live.session.account
         live.checked_at = now
-        if found is not None and not found[0].disabled:
+        if found is not None and not found[0].disabled and found[1] == live.password_hash:
             return found[0]
-        self._sessions.pop(live.session.token, None)
-        why = "account removed" if found is None else "account disabled"
+        self.end_sessions_of(name)  # all of them: each would find the same at its own check
+        why = "account removed" if found is None else "account disabled" if found[0].disabled else (
+            "password changed")  # fmt: skip
         await self.record(AuditEntry(now, name, "session_ended", name, "ok", "", why))
         return None
+
+    def end_sessions_of(self, username: str) -> int:
+        tokens = [t for t, live in self._sessions.items() if live.session.account.username == username]
+        for token in tokens:
+            del self._sessions[token]
+        return len(tokens)
+
+    async def audit_entries(self, since: float, until: float, limit: int) -> list[AuditEntry]:
+        return await asyncio.to_thread(self.store.audit_entries, since, until, limit)
 
     async def sign_out(self, token: str, now: float) -> None:
         live = self._sessions.pop(token, None)

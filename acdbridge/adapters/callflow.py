@@ -9,12 +9,11 @@ import re
 import time
 from collections.abc import Generator
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from acdbridge.adapters.ami import succeeded
+from acdbridge.adapters.agentactions import AgentActions
 from acdbridge.adapters.directory import Directory, normalise
 from acdbridge.adapters.fastagi import AgiSession, Handler
 from acdbridge.adapters.members import MembershipSync, Send
@@ -26,7 +25,6 @@ from acdbridge.flowconfig import FlowConfig, keypad_code
 
 log = structlog.get_logger("acdbridge.callflow")
 _CHANNEL_ENDPOINT = re.compile(r"^(?:PJSIP|SIP|IAX2)/([^-/]+)-[0-9a-f]+$")
-ACW_REASON = "after-call work"
 RECENT_KEPT = 100_000
 
 
@@ -72,7 +70,9 @@ class CallFlow:
         self, flow: FlowConfig, timezone: str, members: MembershipSync, pipeline: Pipeline, send: Send
     ) -> None:
         self.flow, self.tz, self.members, self.send = flow, ZoneInfo(timezone), members, send
-        self.book, self.agents = pipeline.members, pipeline.agents
+        self.book = pipeline.members
+        # the same actions the web's API takes (adapters/web/api.py)
+        self.actions = AgentActions(flow, members, pipeline.agents, pipeline.members, send)
         self.directory = Directory(flow.directory)
         self.recent = RecentCallers(flow.routing.repeat_window_s)
 
@@ -83,6 +83,7 @@ class CallFlow:
         )
         self.recent.window_s = flow.routing.repeat_window_s
         self.members.reload(flow)
+        self.actions.reload(flow)
 
     def handlers(self) -> dict[str, Handler]:
         return {"hotline": self.hotline, "survey": self.survey, "feature": self.feature}
@@ -133,40 +134,22 @@ class CallFlow:
 
     async def _feature(self, agent: AgentProfile, code: str, session: AgiSession) -> tuple[bool, str]:
         number = keypad_code(code[2:])  # *53N / *55NN
+        actions = self.actions
         if code == "51":
-            await self.members.login(agent)
+            await actions.login(agent)
             return True, "agent-loginok"
         if code == "52":
-            await self.members.logout(agent)
+            await actions.logout(agent)
             return True, "agent-loggedoff"
         if code.startswith("53") and number in self.flow.pause_reasons:
-            return await self._pause(agent, True, self.flow.pause_reasons[number]), "beep"
+            return await actions.pause(agent, self.flow.pause_reasons[number]), "beep"
         if code == "54":
-            return await self._pause(agent, False, ""), "beep"
+            return await actions.unpause(agent), "beep"
         if code.startswith("55") and number in self.flow.dispositions:
             disposition = self.flow.dispositions[number]
             value = f"{agent.interface}|{disposition.code}|{int(disposition.resolved)}"
             await session.set_variable("ACD_DISPOSITION", value)  # the tracker attaches it to the call
-            if self._paused_for_acw(agent):
-                await self._pause(agent, False, "")
+            if actions.paused_for_acw(agent):
+                await actions.unpause(agent)
             return True, "auth-thankyou"
         return False, ""
-
-    def _paused_for_acw(self, agent: AgentProfile) -> bool:
-        state = self.agents.agents.get(agent.interface)
-        return state is not None and state.compute_shown() == "paused" and state.pause_reason == ACW_REASON
-
-    async def _pause(self, agent: AgentProfile, paused: bool, reason: str) -> bool:
-        fields = {
-            "Action": "QueuePause",
-            "Interface": agent.interface,
-            "Paused": "true" if paused else "false",
-        }
-        if reason:
-            fields["Reason"] = reason
-        try:
-            resp: Any = await self.send(fields)
-        except (ConnectionError, TimeoutError) as exc:
-            log.warning("pause_failed", agent=agent.name, error=str(exc))
-            return False
-        return succeeded(resp)

@@ -334,6 +334,17 @@ def http_family(stats: Mapping[str, int], gauges: Iterable[str] = ()) -> Metric:
     return family
 
 
+def access_families(stats: Mapping[str, int]) -> list[Metric]:
+    """Sign-ins by outcome and sessions (access/service.py AccessStats); sessions_open is a gauge."""
+    family = CounterMetricFamily("acd_access_events", "Sign-ins and sessions by kind", labels=["kind"])
+    for kind, n in sorted(stats.items()):
+        if kind != "sessions_open":
+            family.add_metric([kind], n)
+    sessions = GaugeMetricFamily("acd_access_sessions_open", "Signed-in sessions open now",
+                                 value=stats.get("sessions_open", 0))  # fmt: skip
+    return [family, sessions]
+
+
 def agi_family(stats: Mapping[str, int]) -> Metric:
     """The FastAGI server's session counters (sessions, completed, hangups, failed, probes...)."""
     family = CounterMetricFamily("acd_agi_events", "FastAGI sessions and commands by kind", labels=["kind"])

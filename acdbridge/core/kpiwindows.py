@@ -1,9 +1,11 @@
 """KPI windows kept incrementally: per-bucket sums updated as each record is added, so a
 window's KPIs are summed from buckets instead of rescanning every held record. Sans-IO.
 
-Records are bucketed by end_ts at three widths (1 min, 15 min, 1 h; every bucket is [k*w, (k+1)*w),
-exact floats). A window [lo, hi) takes the widest buckets that fit inside it, narrower ones at its
-ends, and only the records of the last partial minute at each end one by one. Agent state records
+Records are bucketed by end_ts at two widths (15 min, 1 h; every bucket is [k*w, (k+1)*w), exact
+floats). A window [lo, hi) takes the widest buckets that fit inside it, narrower ones at its
+ends, and only the records of the partial quarter-hour at each end one by one (a 1-minute width
+made refreshes no faster and tripled the buckets' memory: at a few records per minute per queue
+and agent, minute buckets hold about one record each). Agent state records
 are clipped to the window: a bucket holding a stretch that began before lo is split down to its
 records, and the stretches that end after hi are found the same way (a bucket whose stretches
 all begin at or after hi holds none). The merged sums of a run of whole buckets are cached until
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from acdbridge.core.kpi import KpiConfig, Kpis
 
 Row = tuple[float, int, tuple[Any, ...], Record]  # as in KpiEngine: (end_ts, seq, key, record)
-WIDTHS = (60.0, 900.0, 3600.0)  # bucket widths, narrowest first; each divides the next
+WIDTHS = (900.0, 3600.0)  # bucket widths, narrowest first; each divides the next
 TAKE, SKIP, SPLIT = 0, 1, 2  # what a walk does with a bucket
 MAX_CACHED = 128
 

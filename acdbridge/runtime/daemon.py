@@ -24,13 +24,13 @@ import structlog
 from acdbridge.adapters.ami import AmiClient
 from acdbridge.adapters.callflow import CallFlow
 from acdbridge.adapters.fastagi import FastAgiServer
-from acdbridge.adapters.http import HttpServer
 from acdbridge.adapters.journal import Journal
 from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.metrics import SnapshotCollector
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store
 from acdbridge.adapters.systemd import Notifier
+from acdbridge.adapters.web.server import WebServer
 from acdbridge.config import Config
 from acdbridge.errors import AgiPortInUse, HttpPortInUse, StartupError
 from acdbridge.runtime import health as rt_health
@@ -66,7 +66,7 @@ class Parts:
     views: Views
     inbox: Inbox
     ami: AmiClient
-    http: HttpServer
+    http: WebServer
     collector: SnapshotCollector
     stop: asyncio.Event
     restarts: dict[str, int]

@@ -4,11 +4,19 @@ writer, journal, MQTT, HTTP, FastAGI, loop lag, task restarts) into /metrics fam
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from acdbridge.adapters.metrics import DaemonHealth, Health, agi_family, daemon_families, http_family
+from acdbridge.adapters.metrics import (
+    DaemonHealth,
+    Health,
+    access_families,
+    agi_family,
+    daemon_families,
+    http_family,
+)
 from acdbridge.core.values import PROBLEM_KINDS
 from acdbridge.runtime.reportjob import report_families
 
@@ -60,6 +68,8 @@ class SelfMetrics:
             families.append(agi_family(vars(p.agi.stats)))
         if (http := getattr(p.http, "stats", None)) is not None:
             families.append(http_family(vars(http), getattr(http, "GAUGES", ())))
+        if (access := getattr(p.http, "access_stats", None)) is not None:
+            families += access_families(asdict(access()))
         return families + self.links()
 
     def links(self) -> list[Metric]:

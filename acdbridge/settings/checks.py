@@ -42,13 +42,20 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+def plaintext_warning(host: str) -> str:
+    """Said by check-config and again by the daemon at start (a warning: a TLS proxy in front is
+    a common, sound set-up the daemon cannot see)."""
+    return (f"{host} is off loopback without tls_cert/tls_key: passwords and session cookies cross "
+            "the network in clear; set them, or keep a TLS proxy in front, the port firewalled")  # fmt: skip
+
+
 def _listeners(cfg: Config, p: Problems) -> None:
-    if not is_loopback(cfg.http.host) and cfg.http.token is None:
-        p.warn(
-            "http.listen",
-            f"{cfg.http.host} is off loopback and http.token is not set: anyone who "
-            "reaches the port sees the wallboard",
-        )
+    http = cfg.http
+    if not is_loopback(http.host) and not http.tls:
+        p.warn("http.listen", plaintext_warning(http.host))
+    if not is_loopback(http.host) and http.board_public:
+        p.warn("http.board_public", f"{http.host} is off loopback and the wallboard is public: anyone "
+                                    "who reaches the port sees queues and agents' names")  # fmt: skip
     flow = cfg.flow
     if flow is None or flow.agi_port != cfg.http.port:
         return

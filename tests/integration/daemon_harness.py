@@ -140,7 +140,7 @@ def stop_leftovers() -> None:
 
 class DaemonProcess:
     def __init__(self, workdir: Path, ami_port: int, http_port: int | None = None, extra: str = "",
-                 ami_extra: str = "") -> None:  # fmt: skip
+                 ami_extra: str = "", *, board_public: bool = True) -> None:  # fmt: skip
         self.workdir = workdir
         self.config = workdir / "acdbridge.toml"
         self.store_path = workdir / "store.sqlite"
@@ -154,7 +154,8 @@ class DaemonProcess:
             f'secret_file = "{secret}"\nping_interval_s = 2\naction_timeout_s = 3\n'
             f'reconnect_min_s = 0.2\nreconnect_max_s = 2\ncapture = "{self.capture}"\n{ami_extra}'
             f'[store]\npath = "{self.store_path}"\n'
-            f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n' + extra
+            f'[http]\nlisten = "127.0.0.1:{self.http_port}"\nboard_public = {str(board_public).lower()}\n'
+            + extra
         )
         self.proc: subprocess.Popen[str] | None = None
         self.logs: list[str] = []

@@ -1,5 +1,6 @@
-"""The built-in wallboard end to end: the daemon on the lab, the page in headless Chromium (Debian's
-package, driven by Playwright), a real call placed in the lab. A screenshot is kept."""
+"""The built-in wallboard and the sign-in end to end: the daemon on the lab, the pages in headless
+Chromium (Debian's package, driven by Playwright), real calls placed in the lab. Screenshots of
+the sign-in page, the wallboard and the audit page at 1280x720 and 1920x1080 are kept."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from acdbridge.access import passwords
+from acdbridge.access.model import Account, Role
+from acdbridge.adapters.store import SqliteStore
 from acdbridge.lab import pbx, scenario, traffic
 
-from .daemon_harness import DaemonProcess, free_port
+from .daemon_harness import DaemonProcess, flow_config, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(
@@ -70,11 +75,8 @@ def test_a_call_in_the_lab_shows_on_the_wallboard_within_a_second(
             target=lambda: asyncio.run(traffic.run_async(scenario.parse(WAITING_CALL), lab, say)), daemon=True
         )
         run.start()
-        page.wait_for_function(
-            "document.querySelector('.tile[data-queue=\"water\"] .led')?.textContent.startsWith('WAIT 1')",
-            timeout=15_000,
-            polling=50,
-        )
+        # selectors, not wait_for_function: the page's CSP forbids the eval that one needs
+        page.wait_for_selector('.tile[data-queue="water"] .led:text-matches("^WAIT 1")', timeout=15_000)
         shown = time.monotonic()
         assert joined, "the caller never joined the queue"
         latency = shown - joined[0]
@@ -84,10 +86,7 @@ def test_a_call_in_the_lab_shows_on_the_wallboard_within_a_second(
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "wallboard.png"))
         # the caller gives up: the tile goes back to no one waiting
-        page.wait_for_function(
-            "document.querySelector('.tile[data-queue=\"water\"] .led')?.textContent.startsWith('WAIT 0')",
-            timeout=15_000,
-        )
+        page.wait_for_selector('.tile[data-queue="water"] .led:text-matches("^WAIT 0")', timeout=15_000)
         run.join(60)
         # the page reconnects by itself after a daemon restart
         assert daemon.stop() == 0
@@ -102,18 +101,143 @@ def test_a_call_in_the_lab_shows_on_the_wallboard_within_a_second(
 
 def test_the_wallboard_token_is_enforced(lab: pbx.LabSettings, tmp_path: Path, browser: Browser) -> None:
     port = free_port()
-    daemon = DaemonProcess(tmp_path, lab.ami_port, http_port=port)
+    daemon = DaemonProcess(tmp_path, lab.ami_port, http_port=port, board_public=False)
     with daemon.config.open("a") as f:
         f.write('token = "s3cret"\n')  # appended to the [http] table the harness wrote last
     daemon.start()
     page = browser.new_page()
     try:
-        denied = page.goto(f"http://127.0.0.1:{port}/")
-        assert denied is not None and denied.status == 403
+        page.goto(f"http://127.0.0.1:{port}/?token=wrong")  # neither the key nor a session
+        assert urlsplit(page.url).path == "/signin"
         page.goto(f"http://127.0.0.1:{port}/?token=s3cret")
         page.wait_for_selector("#link:text('live')", timeout=10_000)
         metrics = page.goto(f"http://127.0.0.1:{port}/metrics")  # scrapers never need the token
         assert metrics is not None and metrics.status == 200
+    finally:
+        page.close()
+        assert daemon.stop() == 0
+
+
+PASSWORD = "lab passphrase, long enough"
+VIEWPORTS = [(1280, 720), (1920, 1080)]
+
+
+def _accounts(daemon: DaemonProcess) -> None:
+    """Accounts in the daemon's store before it starts (`acdbridge users add` writes the same rows)."""
+    store = SqliteStore(daemon.store_path)
+    hashed = passwords.hash_password(PASSWORD)
+    store.put_account(Account("boss", Role.ADMIN), hashed)
+    store.put_account(Account("wang", Role.AGENT, agent="Wang Fang"), hashed)
+    store.put_account(Account("li", Role.VIEWER), hashed)
+    store.close()
+
+
+def _sign_in(page: Page, base: str, user: str, password: str = PASSWORD) -> None:
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#submit")
+
+
+def _calls(lab: pbx.LabSettings) -> threading.Thread:
+    run = threading.Thread(
+        target=lambda: asyncio.run(traffic.run_async(scenario.parse(WAITING_CALL), lab, lambda _l: None)),
+        daemon=True,
+    )
+    run.start()
+    return run
+
+
+def test_sign_in_roles_audit_and_sign_out_in_the_browser(
+    lab: pbx.LabSettings, tmp_path: Path, browser: Browser
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    daemon = DaemonProcess(tmp_path, lab.ami_port, http_port=port, extra=flow_config(), board_public=False)
+    _accounts(daemon)
+    daemon.start()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    calls = _calls(lab)  # a caller waiting in water while the pages are shot
+    try:
+        for width, height in VIEWPORTS:
+            context = browser.new_context(viewport={"width": width, "height": height})
+            page = context.new_page()
+            page.goto(f"{base}/audit")  # signed out: sent to sign in, and back after
+            assert urlsplit(page.url).path == "/signin"
+            page.screenshot(path=str(ARTIFACTS / f"signin-{width}x{height}.png"))
+            _sign_in(page, base, "boss")
+            page.wait_for_selector("#entries tr", timeout=10_000)
+            assert urlsplit(page.url).path == "/audit"
+            assert "sign_in" in page.inner_text("#entries")
+            page.screenshot(path=str(ARTIFACTS / f"audit-{width}x{height}.png"))
+            page.goto(f"{base}/")
+            page.wait_for_selector("#link:text('live')", timeout=10_000)
+            page.wait_for_selector('.tile[data-queue="water"]', timeout=10_000)
+            page.wait_for_selector("#session:not([hidden])", timeout=5_000)
+            page.screenshot(path=str(ARTIFACTS / f"wallboard-{width}x{height}.png"))
+            if width == VIEWPORTS[0][0]:  # signed out in another tab: the board's stream ends too
+                other = context.new_page()
+                other.goto(f"{base}/audit")
+                other.wait_for_selector("#session:not([hidden])", timeout=5_000)
+                other.click("#signout")
+                other.wait_for_url("**/signin", timeout=5_000)
+                page.wait_for_url("**/signin?next=*", timeout=20_000)
+            else:
+                page.click("#signout")
+                page.wait_for_url("**/signin", timeout=5_000)
+            assert page.goto(f"{base}/api/me").status == 401  # type: ignore[union-attr]
+            context.close()
+        _agent_is_refused(browser, base)
+    finally:
+        calls.join(60)
+        assert daemon.stop() == 0
+
+
+def _agent_is_refused(browser: Browser, base: str) -> None:
+    """An agent: 403 on the admins' page, and on the supervisor API for another agent."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{base}/signin")
+    _sign_in(page, base, "wang")
+    page.wait_for_selector("#link:text('live')", timeout=10_000)
+    audit = page.goto(f"{base}/audit")
+    assert audit is not None and audit.status == 403
+    page.goto(f"{base}/")
+    status = page.evaluate(
+        """async () => {
+            const me = await (await fetch("/api/me")).json();
+            const r = await fetch("/api/agents/" + encodeURIComponent("Zhou Min") + "/pause", {
+                method: "POST", headers: {"X-CSRF-Token": me.csrf, "Content-Type": "application/json"},
+                body: JSON.stringify({reason: "lunch"})});
+            return [r.status, (await r.json()).error];
+        }"""
+    )
+    assert status[0] == 403 and "your own desk only" in status[1], status
+    no_csrf = page.evaluate(
+        """async () => (await fetch("/api/agents/" + encodeURIComponent("Wang Fang") + "/unpause",
+                                   {method: "POST"})).status"""
+    )
+    assert no_csrf == 403
+    context.close()
+
+
+def test_six_wrong_passwords_lock_the_account_in_the_browser(
+    lab: pbx.LabSettings, tmp_path: Path, browser: Browser
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    daemon = DaemonProcess(tmp_path, lab.ami_port, http_port=port, board_public=False)
+    _accounts(daemon)
+    daemon.start()
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/")
+        for _ in range(5):
+            _sign_in(page, base, "li", "not the password")
+            page.wait_for_selector("#problem:text('wrong username or password')", timeout=10_000)
+        _sign_in(page, base, "li")  # the right one, the 6th attempt: locked
+        page.wait_for_selector("#problem:text('too many wrong passwords')", timeout=10_000)
+        assert urlsplit(page.url).path == "/signin"
+        assert page.goto(f"{base}/api/board").status == 401  # type: ignore[union-attr]
     finally:
         page.close()
         assert daemon.stop() == 0

@@ -1,37 +1,4 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>acdbridge wallboard</title>
-<!-- Self-contained on purpose: contact-centre networks are often closed, so no CDN, no build. -->
-<style>
-  :root { --ok: #39ff6a; --warn: #ffb000; --alarm: #ff3b30; --dim: #5a5a5a; }
-  html, body { margin: 0; background: #000; color: var(--ok); font-family: "DejaVu Sans Mono", monospace; }
-  header { display: flex; justify-content: space-between; padding: 0.6vw 1.2vw; color: var(--dim);
-           font-size: 1.4vw; border-bottom: 2px solid #111; }
-  #link.down { color: var(--alarm); }
-  main { display: grid; grid-template-columns: repeat(auto-fit, minmax(30vw, 1fr)); gap: 1vw; padding: 1vw; }
-  .tile { border: 3px solid var(--ok); border-radius: 0.6vw; padding: 0.8vw 1.2vw; }
-  .tile.warn { border-color: var(--warn); color: var(--warn); }
-  .tile.alarm { border-color: var(--alarm); color: var(--alarm); }
-  .tile h2 { margin: 0 0 0.4vw; font-size: 2.4vw; letter-spacing: 0.2vw; text-transform: uppercase; }
-  .led { font-size: 1.9vw; font-weight: bold; letter-spacing: 0.15vw; white-space: nowrap; overflow: hidden;
-         text-shadow: 0 0 0.6vw currentColor; }
-  .figures { display: grid; grid-template-columns: repeat(3, 1fr); gap: 0.4vw; margin-top: 0.6vw; font-size: 1.5vw; }
-  .figures b { display: block; font-size: 2.6vw; }
-  #agents { padding: 0 1vw 1vw; display: flex; flex-wrap: wrap; gap: 0.5vw; font-size: 1.3vw; }
-  .agent { padding: 0.2vw 0.6vw; border: 1px solid var(--dim); border-radius: 0.3vw; }
-  .agent.ready { color: var(--ok); border-color: var(--ok); }
-  .agent.ringing, .agent.talking, .agent.on_hold { color: var(--warn); border-color: var(--warn); }
-  .agent.paused, .agent.wrapup { color: var(--dim); }
-</style>
-</head>
-<body>
-<header><span>acdbridge wallboard</span><span id="link" class="down">connecting…</span><span id="clock"></span></header>
-<main id="queues"></main>
-<section id="agents"></section>
-<script>
+// The wallboard: one EventSource, each message a whole board (acdbridge/adapters/web/board.py).
 "use strict";
 const pct = (x) => (x === null || x === undefined) ? "--" : Math.round(x * 100) + "%";
 const mmss = (s) => { s = Math.floor(s || 0); return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"); };
@@ -74,10 +41,19 @@ function connect() {
   const link = document.getElementById("link");
   source.onopen = () => { link.textContent = "live"; link.className = ""; };
   source.onmessage = (e) => render(JSON.parse(e.data));
-  source.onerror = () => { link.textContent = "reconnecting…"; link.className = "down"; };
+  source.onerror = () => {
+    link.textContent = "reconnecting…";
+    link.className = "down";
+    signedOut();
+  };
+}
+
+// EventSource retries a 401 for ever: when the session has ended (signed out elsewhere, expired,
+// the account disabled), go to the sign-in page instead, and come back here after it.
+function signedOut() {
+  fetch("api/board" + location.search, { credentials: "same-origin" })
+    .then((r) => { if (r.status === 401) location.assign("/signin?next=" + encodeURIComponent("/" + location.search)); })
+    .catch(() => {});  // the daemon is down: EventSource keeps retrying
 }
 setInterval(() => { document.getElementById("clock").textContent = new Date().toLocaleTimeString(); }, 1000);
 connect();
-</script>
-</body>
-</html>
