@@ -114,7 +114,7 @@ class ReportJob:
                  send: Callable[[SmtpConfig, EmailMessage], None] = mailer.send, *,
                  remember: bool = True) -> None:  # fmt: skip
         self.cfg, self.store, self.clock, self.send = cfg, store, clock, send
-        self.remember = remember  # False (by hand): the state file is neither read nor written
+        self.remember = remember  # False (by hand): the state file is not consulted nor written
         self.last_error = ""
         self.rc, self.tz = cfg.reports, cfg.kpi.tz
         self.state = SentState(self.rc.state_file)
