@@ -36,6 +36,7 @@ from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob, warn_if_root
 from acdbridge.runtime.reload import Reloader
+from acdbridge.runtime.reportjob import ReportJob
 from acdbridge.runtime.startup import check_directory
 from acdbridge.runtime.track import Inbox, call_ids_of_agi, to_store
 from acdbridge.runtime.views import Views
@@ -93,6 +94,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
     if isinstance(store, PrivacyRows):  # both backends are; a test's stand-in store runs no job
         privacy = PrivacyJob(cfg.privacy, cfg.kpi.timezone, store, journal,
                              cfg.journal.checkpoint_path if cfg.journal else None)  # fmt: skip
+    reports = ReportJob(cfg, store) if cfg.reports.schedules and isinstance(store, PrivacyRows) else None
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
@@ -102,7 +104,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
                   members=members, mqtt=MqttPublisher(cfg.mqtt) if cfg.mqtt else None,
-                  privacy=privacy)  # fmt: skip
+                  privacy=privacy, reports=reports)  # fmt: skip
     daemon = Daemon(parts)
     return daemon
 

@@ -13,6 +13,7 @@ from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
 from acdbridge.purge import add_parser as add_purge_parser
 from acdbridge.reportcli import add_parser as add_report_parser
+from acdbridge.reportrun import add_parser as add_report_run_parser
 
 
 def _say(line: str) -> None:
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_replay(sub)
     add_report_parser(sub)
+    add_report_run_parser(sub)
     add_users_parser(sub)
     add_purge_parser(sub)
     _add_prompts(sub)

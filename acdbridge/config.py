@@ -58,6 +58,7 @@ from acdbridge.settings.deskconf import DeskConfig, parse_desk
 from acdbridge.settings.httpconf import HttpConfig, parse_http
 from acdbridge.settings.journalconf import JournalConfig, parse_journal
 from acdbridge.settings.limitsconf import parse_limits
+from acdbridge.settings.mailconf import ReportsConfig, SmtpConfig, default_reports, parse_reports, parse_smtp
 from acdbridge.settings.mqttconf import MqttConfig, parse_mqtt_section
 from acdbridge.settings.privacyconf import PrivacyConfig, default_key_file, parse_privacy
 from acdbridge.settings.problems import Problems, dotted, get, known, table
@@ -68,7 +69,7 @@ __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError"
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
-            "access", "privacy", "targets", "desk"} | FLOW_SECTIONS  # fmt: skip
+            "access", "privacy", "targets", "desk", "smtp", "reports"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -123,6 +124,8 @@ class Config:
     )
     report: ReportConfig = field(default_factory=ReportConfig)  # [targets], agents' teams
     desk: DeskConfig = field(default_factory=DeskConfig)  # the agent desk: targets, history
+    smtp: SmtpConfig | None = None  # no [smtp]: scheduled reports are written, not mailed
+    reports: ReportsConfig = field(default_factory=lambda: default_reports(StoreConfig().path))
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -326,8 +329,11 @@ def validate(
     privacy = parse_privacy(p, sections["privacy"], beside)
     journal = _journal_within(p, journal, privacy)
     desk = parse_desk(p, sections["desk"])
+    smtp = parse_smtp(p, table(p, data["smtp"], "smtp"), env) if "smtp" in data else None
+    reports = parse_reports(p, table(p, data.get("reports", {}), "reports"), store.path, report, smtp)
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
-                 access=access, privacy=privacy, report=report, desk=desk)  # fmt: skip
+                 access=access, privacy=privacy, report=report, desk=desk,
+                 smtp=smtp, reports=reports)  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

@@ -24,10 +24,11 @@ from acdbridge.adapters.privacykey import KeyUnusable, load_or_create, read_key
 from acdbridge.adapters.store import PostgresStore, SqliteStore
 from acdbridge.core import pseudonym
 from acdbridge.core.kpi import KpiConfig, kpis_over
+from acdbridge.core.schedule import next_run
 from acdbridge.logmask import mask_callers, mask_number
 from acdbridge.privatefile import private_file
 from acdbridge.runtime import checkpoint
-from acdbridge.runtime.privacy import JobReport, PrivacyJob, next_run, warn_if_root
+from acdbridge.runtime.privacy import JobReport, PrivacyJob, warn_if_root
 from acdbridge.settings.privacyconf import PrivacyConfig
 from tests.pg import PgCluster
 from tests.stores import AnyStore

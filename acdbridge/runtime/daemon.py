@@ -39,6 +39,7 @@ from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob
 from acdbridge.runtime.reload import Reloader
+from acdbridge.runtime.reportjob import ReportJob
 from acdbridge.runtime.resume import Resumer
 from acdbridge.runtime.selfmetrics import SelfMetrics
 from acdbridge.runtime.startup import listen
@@ -78,6 +79,7 @@ class Parts:
     members: MembershipSync | None = None
     mqtt: MqttPublisher | None = None
     privacy: PrivacyJob | None = None  # the daily job on callers' data ([privacy])
+    reports: ReportJob | None = None  # [[reports.schedule]]: made, written, mailed
     lag: rt_health.LoopLag = field(default_factory=rt_health.LoopLag)
     notifier: Notifier = field(default_factory=Notifier)
 
@@ -173,6 +175,8 @@ class Daemon:
             tasks["mqtt"] = partial(p.mqtt.run, stop)
         if p.privacy is not None:
             tasks["privacy"] = partial(p.privacy.run, stop)
+        if p.reports is not None:
+            tasks["reports"] = partial(p.reports.run, stop)
         if p.agi is not None and p.members is not None:
             tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
             tasks["member-sync"] = partial(p.members.run, stop)

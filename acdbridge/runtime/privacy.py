@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +27,7 @@ from acdbridge.adapters.privacykey import load_or_create
 from acdbridge.adapters.store.common import Record
 from acdbridge.adapters.store.privacy import BATCH, KEYS
 from acdbridge.core.pseudonym import pseudonymised
+from acdbridge.core.schedule import next_run
 from acdbridge.errors import StoreUnusable
 from acdbridge.runtime import checkpoint
 from acdbridge.settings.privacyconf import PrivacyConfig
@@ -40,17 +40,6 @@ class PrivacyStore(Protocol):
     def pseudonymise_batch(self, table: str, before: float, now: float,
                            change: Callable[[Record], Record], limit: int = BATCH) -> int: ...  # fmt: skip
     def drop_quarantine_before(self, before: float) -> int: ...
-
-
-def next_run(now: float, run_at: tuple[int, int], tz: ZoneInfo) -> float:
-    """The next `run_at` (hour, minute) local time strictly after `now` (DST: the zone decides)."""
-    local = datetime.fromtimestamp(now, tz)
-    for days in (0, 1, 2):  # 2: a day with that local time missing (a DST change at run_at)
-        day = (local + timedelta(days=days)).date()
-        at = datetime(day.year, day.month, day.day, run_at[0], run_at[1], tzinfo=tz).timestamp()
-        if at > now:
-            return at
-    raise AssertionError("unreachable: two days ahead is always later")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from acdbridge.adapters.metrics import (
     http_family,
 )
 from acdbridge.core.values import PROBLEM_KINDS
+from acdbridge.runtime.reportjob import report_families
 
 if TYPE_CHECKING:
     from acdbridge.runtime.daemon import Parts
@@ -82,6 +83,8 @@ class SelfMetrics:
         ]  # fmt: skip
         if (job := self.p.privacy) is not None:
             out += privacy_families(job)
+        if (reports := self.p.reports) is not None:
+            out += report_families(reports)
         if (mqtt := self.p.mqtt) is not None:
             out += [
                 CounterMetricFamily("acd_mqtt_published", "MQTT messages the broker acknowledged",

@@ -22,6 +22,12 @@ def summary(cfg: Config) -> list[str]:
     lines.append("listeners: " + ", ".join(listeners))
     lines.append(f"store: {cfg.store.describe()}" + (f", journal {cfg.journal.dir}" if cfg.journal else ""))
     lines.append(_privacy(cfg))
+    if schedules := cfg.reports.schedules:
+        made = [f"{r.name} every {r.when.every} at {r.when.run_at[0]:02d}:{r.when.run_at[1]:02d} "
+                f"({', '.join(r.formats)}) to {r.directory}"
+                + (f", mailed to {len(r.mail_to)}" if r.mail_to else "")
+                for r in schedules]  # fmt: skip
+        lines.append(f"reports ({len(made)}): " + "; ".join(made))
     if cfg.mqtt is not None:
         lines.append(f"mqtt: {_hostport(cfg.mqtt.host, cfg.mqtt.port)} topics {cfg.mqtt.topic_prefix}/...")
     if flow is None:
