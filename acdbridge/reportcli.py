@@ -5,7 +5,7 @@
 
 The store is read one interval at a time (visits by end time, agent stretches overlapping it,
 feedback, and the IVR legs of its calls), so memory holds one interval, not the month; each
-interval's rows come from core/report.py (kpis_over, the live definitions)."""
+interval's rows come from core/report.py (the live definitions of kpis_over)."""
 
 from __future__ import annotations
 

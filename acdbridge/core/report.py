@@ -1,6 +1,7 @@
 """Interval reports (docs/reports.md): a period cut into intervals on the centre's local clock,
-records put in the interval they belong to, and one row per (interval, group) computed by
-core/kpi.py's `kpis_over`, so a report and the live figures share every definition. Sans-IO.
+records put in the interval they belong to, and one row per (interval, group) with core/kpi.py's
+`kpis_over`'s figures (queue-section groupings from core/reportsums.py's one pass, equal to it),
+so a report and the live figures share every definition. Sans-IO.
 
 - A visit belongs to the interval its end_ts falls in ([start, end)); an agent state stretch is
   in every interval it overlaps (kpis_over clips it); feedback by its ts.
