@@ -28,6 +28,8 @@ def cases(draw: st.DrawFn) -> tuple[list[Record], list[Record], Data, float, flo
     vs: list[Record] = []
     for i in range(draw(st.integers(0, 40))):
         v = dict(draw(visits(base, i)), pbx=draw(st.sampled_from(["", "b"])))
+        if draw(st.booleans()):  # a wait on a threshold of CFG (15 s, 3 s) or the defaults (20 s, 5 s)
+            v["wait_s"] = draw(st.sampled_from([3.0, 5, 15.0, 20, math.nextafter(20.0, 0.0)]))
         if draw(st.integers(0, 9)) == 0:
             v[draw(st.sampled_from(["wait_s", "talk_s", "hold_s"]))] = draw(BAD)
         if draw(st.integers(0, 19)) == 0:  # a string end_ts fails kpis_over itself: numbers only
