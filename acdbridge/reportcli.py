@@ -5,7 +5,7 @@
 
 The store is read one interval at a time (visits by end time, agent stretches overlapping it,
 feedback, and the IVR legs of its calls), so memory holds one interval, not the month; each
-interval's rows come from core/report.py (kpis_over, the live definitions)."""
+interval's rows come from core/report.py (the live definitions of kpis_over)."""
 
 from __future__ import annotations
 
@@ -103,12 +103,14 @@ def chunks(bounds: list[tuple[float, float]]) -> Iterator[list[tuple[float, floa
 
 
 def rows(store: Any, cfg: KpiConfig, rcfg: ReportConfig, start: float, end: float, interval: str, by: str,
-         pbx: str | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+         pbx: str | None = None, *, scan: bool = False) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The report's rows, read from the store a day at a time (scan: every interval by kpis_over,
+    the reference path the benchmark compares against)."""
     check_grouping(by, rcfg)
     for run in chunks(intervals(start, end, interval, cfg)):
         data = load(store, run[0][0], run[-1][1], by, pbx)
         for (lo, hi), part in zip(run, bucket(run, data), strict=True):
-            yield from interval_rows(part, lo, hi, by, cfg, rcfg)
+            yield from interval_rows(part, lo, hi, by, cfg, rcfg, scan=scan)
 
 
 def flat(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Interval reports (docs/reports.md): a period cut into intervals on the centre's local clock,
-records put in the interval they belong to, and one row per (interval, group) computed by
-core/kpi.py's `kpis_over`, so a report and the live figures share every definition. Sans-IO.
+records put in the interval they belong to, and one row per (interval, group) with core/kpi.py's
+`kpis_over`'s figures (queue-section groupings from core/reportsums.py's one pass, equal to it),
+so a report and the live figures share every definition. Sans-IO.
 
 - A visit belongs to the interval its end_ts falls in ([start, end)); an agent state stretch is
   in every interval it overlaps (kpis_over clips it); feedback by its ts.
@@ -22,6 +23,7 @@ from typing import Any
 
 from acdbridge.core.kpi import DAY_S, KpiConfig, day_start, interval_bounds, kpis_over
 from acdbridge.core.kpibase import Record
+from acdbridge.core.reportsums import queue_section
 
 FIXED_S = {"15m": 900.0, "30m": 1800.0, "1h": 3600.0}
 INTERVALS = (*FIXED_S, "day", "week", "month")
@@ -234,12 +236,30 @@ def _misses(row: Mapping[str, Any], targets: Mapping[str, Target], sl_target: fl
     return sorted(out)
 
 
-def interval_rows(part: Data, lo: float, hi: float, by: str, cfg: KpiConfig,
-                  rcfg: ReportConfig) -> list[dict[str, Any]]:  # fmt: skip
-    """One interval's rows (one per group, by name; the null group last) from that interval's
-    records: kpis_over over them, the grouping's section, each row's missed targets."""
+def _label(by: str, data: Data) -> Callable[[Record], str] | None:
+    """A queue-section grouping's group of a record (None: its queue), as _grouped relabels it."""
+    if by == "pbx":
+        return lambda r: str(r.get("pbx", ""))
+    return _leg_field(data, by) if by in ("call_type", "hotline") else None
+
+
+def section_of(part: Data, lo: float, hi: float, by: str, cfg: KpiConfig, rcfg: ReportConfig, *,
+               scan: bool = False) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """The grouping's section of kpis_over over the interval's records, name -> figures. The
+    queue-section groupings come from the exact one-pass sums (core/reportsums.py: equal to
+    kpis_over, property-tested); agent and team figures, and scan=True, from kpis_over itself."""
+    if by in ("queue", "pbx", "call_type", "hotline") and not scan:
+        qcfg = cfg if by == "queue" else dataclasses.replace(cfg, queues={})
+        return queue_section(part.visits, part.feedback, qcfg, lo, hi, _label(by, part))
     grouped, gcfg, section = _grouped(by, part, cfg, rcfg)
-    kpis = kpis_over(grouped.visits, grouped.agent_states, gcfg, lo, hi, grouped.feedback)[section]
+    return kpis_over(grouped.visits, grouped.agent_states, gcfg, lo, hi, grouped.feedback)[section]
+
+
+def interval_rows(part: Data, lo: float, hi: float, by: str, cfg: KpiConfig, rcfg: ReportConfig, *,
+                  scan: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """One interval's rows (one per group, by name; the null group last) from that interval's
+    records: the grouping's KPIs (section_of), each row's missed targets."""
+    kpis = section_of(part, lo, hi, by, cfg, rcfg, scan=scan)
     rows = []
     for name, figures in sorted(kpis.items(), key=lambda kv: (kv[0] == NO_GROUP, kv[0])):
         # a configured queue's own sl_target; any other row: [targets] service_level
