@@ -5,8 +5,6 @@ Every action is audited, refused ones included: who, what, on whom, from where, 
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from dataclasses import asdict
 from typing import Any
@@ -18,7 +16,7 @@ from acdbridge.access.scope import scope_problem
 from acdbridge.access.service import AccessService
 from acdbridge.adapters.agentactions import AgentActions
 from acdbridge.adapters.web.access import WebAccess, session_of
-from acdbridge.adapters.web.server import Refused, static_dir
+from acdbridge.adapters.web.server import Refused, read_json_object, static_dir
 
 MAX_AUDIT_ROWS = 1000  # one answer
 MAX_AUDIT_SCAN = 20_000  # rows read to find the newest
@@ -83,18 +81,7 @@ class PeopleApi:
         return web.json_response({"ok": True, "agent": name, "action": action, "reason": reason})
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self.web.guard.limits.request_timeout_s):
-                raw = await request.read()
-        except TimeoutError:
-            raise Refused(408, "timeouts", "request body not complete in time") from None
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise Refused(400, "malformed", f"body is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise Refused(400, "malformed", "body must be a JSON object")
-        return body
+        return await read_json_object(request, self.web.guard.limits.request_timeout_s)
 
     async def audit_page(self, request: web.Request) -> web.Response:
         self._admin(request)

@@ -22,7 +22,7 @@ from acdbridge.access.scope import scope_problem
 from acdbridge.adapters.agentactions import AgentActions
 from acdbridge.adapters.web.access import WebAccess
 from acdbridge.adapters.web.board import SSE_HEARTBEAT_S, SSE_QUEUE, _keepalive
-from acdbridge.adapters.web.server import Refused, secure, static_dir
+from acdbridge.adapters.web.server import Refused, read_json_object, secure, static_dir
 from acdbridge.core.routing import AgentProfile
 from acdbridge.core.visit import Visit
 from acdbridge.runtime.desk import DeskFeed
@@ -220,15 +220,7 @@ def _put(queue: asyncio.Queue[bytes], data: bytes) -> bool:
 
 
 async def _body(request: web.Request, web_access: WebAccess) -> dict[str, Any]:
-    try:
-        async with asyncio.timeout(web_access.guard.limits.request_timeout_s):
-            raw = await request.read()
-    except TimeoutError:
-        raise Refused(408, "timeouts", "request body not complete in time") from None
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise Refused(400, "malformed", f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("value", ""), str) or not body.get("value"):
+    body = await read_json_object(request, web_access.guard.limits.request_timeout_s)
+    if not isinstance(body.get("value", ""), str) or not body.get("value"):
         raise Refused(400, "malformed", 'expected a JSON body {"value": "..."}: the reason or disposition')
     return body

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -203,3 +204,19 @@ class WebServer:
                 async with asyncio.timeout(STOP_GRACE_S):
                     await self._server.wait_closed()
         self._runner = self._server = None
+
+
+async def read_json_object(request: web.Request, timeout_s: float) -> dict[str, Any]:
+    """A request's body as a JSON object, read within `timeout_s`; a 4xx naming the problem."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise Refused(408, "timeouts", "request body not complete in time") from None
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise Refused(400, "malformed", f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "malformed", "body must be a JSON object")
+    return body
