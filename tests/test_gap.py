@@ -211,7 +211,7 @@ def test_rings_in_the_gap_join_a_caller_tracked_across_it() -> None:
     ]
     pipeline.calls.active["c1"] = v
     pipeline.gap.connected(1012.0)
-    pipeline.gap.resynced([], 1060.0)
+    pipeline.gap.resynced([], 1060.0, {"c1"})
     lines = [
         "1000|c1|water|NONE|ENTERQUEUE||555|1",
         "1010|c1|water|Ana|RINGNOANSWER|10000",  # the one the tracker has
@@ -232,7 +232,7 @@ def test_a_ring_ended_in_the_second_the_gap_began_counts_once() -> None:
     v.ring_attempts = [RingAttempt("Ana", "PJSIP/1", 1001.0, 1011.9, "no_answer")]  # seen end
     pipeline.calls.active["c1"] = v
     pipeline.gap.connected(1011.95)
-    pipeline.gap.resynced([], 1020.0)
+    pipeline.gap.resynced([], 1020.0, {"c1"})
     lines = [
         "1000|c1|water|NONE|ENTERQUEUE||555|1",
         "1011|c1|water|Ana|RINGNOANSWER|10000",  # the one the tracker has (1011.9)
@@ -379,3 +379,37 @@ def test_a_caller_answered_in_the_gap_and_still_talking_is_not_left_waiting() ->
     (r,) = out
     assert (r["outcome"], r["agent"], r["wait_s"]) == ("answered", "Wang Fang", 3.8)
     assert abs(r["talk_s"] - 12.1) < 1e-6
+
+
+def test_a_caller_who_joined_and_was_answered_in_the_gap_is_tracked_to_its_hangup() -> None:
+    # seen on the lab: ENTERQUEUE and CONNECT in a 30 s outage, the caller still talking at the
+    # resync; its AgentComplete came after the caller's channel was gone, naming no caller
+    out: list[Record] = []
+    pipeline = Pipeline(on_visit=out.append)
+    pipeline.gap.connected(1000.0)
+    pipeline.gap.resynced([], 1035.0, {"c7", "a7"})
+    pipeline.backfill([
+        "1017|c7|broadband|NONE|ENTERQUEUE||555000021|3",
+        "1032|c7|broadband|Zhou Min|CONNECT|15|a7|1",
+        "1033|c9|broadband|NONE|ENTERQUEUE||555000099|4",  # joined, answered, gone before the resync
+        "1034|c9|broadband|Zhou Min|CONNECT|1|a9|1",
+    ])  # fmt: skip
+    v = pipeline.calls.active["c7"]
+    assert (v.state, v.enter_ts, v.answer_ts, v.agent, v.caller, v.time_source) == (
+        "talking",
+        1017.0,
+        1032.0,
+        "Zhou Min",
+        "555000021",
+        "queue_log",
+    )
+    assert "c9" not in pipeline.calls.active  # not alive at the resync: nothing to track
+    pipeline.feed_bytes(
+        b"Event: Hangup\r\nUniqueid: c7\r\nChannel: Local/555000021@x-1;1\r\nTimestamp: 1038.2\r\n\r\n"
+        b"Event: AgentComplete\r\nQueue: broadband\r\nMemberName: Zhou Min\r\nInterface: Local/9006@a/n\r\n"
+        b"HoldTime: 15\r\nTalkTime: 6\r\nReason: caller\r\nTimestamp: 1038.3\r\n\r\n"
+    )
+    pipeline.advance(1100.0)
+    pipeline.finish()
+    got = [(r["uniqueid"], r["outcome"], r["enter_ts"], r["agent"]) for r in out]
+    assert got == [("c7", "answered", 1017.0, "Zhou Min")]

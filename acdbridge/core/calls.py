@@ -68,7 +68,7 @@ class CallTracker:
         # input problems by kind (the Pipeline's, shared): a stream without Timestamp is one
         self.problems = problems if problems is not None else Problems(on_problem)
         # the resync's vanished callers go here first (core/gap.py); True: it has taken them
-        self.on_vanished: Callable[[list[Visit], float], bool] | None = None
+        self.on_vanished: Callable[[list[Visit], float, set[str]], bool] | None = None
         self.active: dict[str, Visit] = {}  # caller uniqueid -> its current visit
         self.by_agent_channel: dict[str, Visit] = {}  # agent channel uniqueid -> visit talking
         self.wraps = WrapUps(wrapup_s, self._wrap_done, on_wrap_end, on_problem)

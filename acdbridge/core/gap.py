@@ -28,6 +28,7 @@ class Gap:
     since: float  # the tracker's clock at the new connection: its last event before the gap
     until: float | None = None  # the resync's time, once it came
     vanished: list[Visit] = field(default_factory=list)
+    alive: set[str] = field(default_factory=set)  # the channels the resync listed
 
 
 class GapBook:
@@ -45,12 +46,13 @@ class GapBook:
             self.gap = Gap(now)
         self.requested = False
 
-    def resynced(self, vanished: list[Visit], ts: float) -> bool:
+    def resynced(self, vanished: list[Visit], ts: float, alive: set[str]) -> bool:
         """The resync listed what is alive; False when no gap is open (the tracker finishes the
         vanished visits itself, as it always did)."""
         if self.gap is None:
             return False
         self.gap.vanished.extend(vanished)
+        self.gap.alive = set(alive)
         self.gap.until = ts
         return True
 
@@ -73,13 +75,15 @@ class GapBook:
         gap = self.gap
         if gap is None:
             return None
-        return {"since": gap.since, "until": gap.until, "vanished": [visit_dict(v) for v in gap.vanished]}
+        return {"since": gap.since, "until": gap.until, "vanished": [visit_dict(v) for v in gap.vanished],
+                "alive": sorted(gap.alive)}  # fmt: skip
 
     def restore(self, snap: Record | None) -> None:
         if snap is not None:
             until = snap["until"]
             vanished = [visit_of(d) for d in snap["vanished"]]
-            self.gap = Gap(float(snap["since"]), None if until is None else float(until), vanished)
+            alive = {str(uid) for uid in snap.get("alive", [])}  # older snapshots have none
+            self.gap = Gap(float(snap["since"]), None if until is None else float(until), vanished, alive)
 
 
 def merge(vanished: list[Visit], rebuilt: list[Record]) -> tuple[list[Record], list[Visit]]:
@@ -131,4 +135,16 @@ def answers_in_gap(lines: list[str], since: float) -> dict[tuple[str, str], tupl
             out[key] = (line.ts, line.agent, line.data[1])
         elif line.event in _ENDS:
             out.pop(key, None)
+    return out
+
+
+def joins_in_gap(lines: list[str]) -> dict[tuple[str, str], tuple[float, str]]:
+    """(caller, queue) -> (join time, caller number) of each ENTERQUEUE in the lines: the join of
+    a caller who came and was answered while nobody listened, whom AMI never named."""
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    quiet = Problems()
+    for text in lines:
+        line = parse_line(text, quiet)
+        if line is not None and line.event == "ENTERQUEUE":
+            out[(line.callid, line.queue)] = (line.ts, line.data[1] if len(line.data) >= 2 else "")
     return out

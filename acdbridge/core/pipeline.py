@@ -11,7 +11,7 @@ from acdbridge.core.ami import AmiMessage, FrameParser
 from acdbridge.core.backfill import KNOWN_ENTER_SLACK_S, reconstruct, rings_in_gap
 from acdbridge.core.calls import CallTracker
 from acdbridge.core.desk import CallerCards
-from acdbridge.core.gap import GapBook, answers_in_gap, merge
+from acdbridge.core.gap import GapBook, answers_in_gap, joins_in_gap, merge
 from acdbridge.core.legs import LegTracker
 from acdbridge.core.limits import Janitor, Limits
 from acdbridge.core.routing import MemberBook
@@ -188,12 +188,31 @@ class Pipeline:
             calls.finish_vanished(v, gap.until)
         for r in records:
             calls.emit_record((r["uniqueid"], r["queue"], r["enter_ts"]), r)
+        answers = answers_in_gap(lines or [], gap.since)
+        self._joined_in_gap(lines or [], answers, gap.alive)
         self._add_gap_rings(lines or [], gap.since)
-        for (uid, queue), (ts, agent, agent_uid) in answers_in_gap(lines or [], gap.since).items():
+        for (uid, queue), (ts, agent, agent_uid) in answers.items():
             waiting = calls.active.get(uid)
             if waiting is not None and waiting.queue == queue and waiting.state in ("waiting", "leaving"):
                 calls.answered_in_gap(waiting, ts, agent, agent_uid)
         return len(records)
+
+    def _joined_in_gap(self, lines: list[str], answers: dict[tuple[str, str], Any], alive: set[str]) -> None:
+        """A caller who joined and was answered in the gap and is still in the call at the resync
+        was never named by AMI: tracked from queue_log's ENTERQUEUE (time_source "queue_log"), so
+        that the answer below puts it in talk and its hang-up ends it (an AgentComplete after the
+        caller's channel is gone names no caller)."""
+        joins = joins_in_gap(lines)
+        calls = self.calls
+        for uid, queue in answers:
+            join = joins.get((uid, queue))
+            if join is None or uid in calls.active or uid not in alive:
+                continue
+            last_end = calls.ledger.last_end(uid, queue)
+            if last_end is not None and join[0] <= last_end + 1.0:
+                continue  # a visit already seen to end
+            calls.active[uid] = Visit(uid, uid, queue, join[1], "", join[0], "queue_log")
+            calls.known_queues.add(queue)
 
     def _ended_in_gap(self, rebuilt: list[Record]) -> list[Visit]:
         """Visits still tracked whose caller was alive at the resync but which queue_log ended in

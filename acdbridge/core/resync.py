@@ -49,7 +49,7 @@ def on_channels_complete(t: CallTracker, msg: AmiMessage, ts: float, _source: st
     gone: list[Visit] = [v for uid, v in t.active.items() if uid not in alive and v.state in VANISHING]
     gone, t.moved = [*t.moved, *gone], []
     t.ignored["vanished-during-outage"] += len(gone)
-    if t.on_vanished is not None and t.on_vanished(gone, ts):
+    if t.on_vanished is not None and t.on_vanished(gone, ts, alive):
         for v in gone:
             t.forget(v)
         return
