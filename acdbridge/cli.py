@@ -11,6 +11,7 @@ from typing import Any
 from acdbridge import __version__
 from acdbridge.access.usercli import add_parser as add_users_parser
 from acdbridge.errors import AcdError
+from acdbridge.lab.labcli import add_parser as add_lab_parser
 from acdbridge.purge import add_parser as add_purge_parser
 from acdbridge.reportcli import add_parser as add_report_parser
 from acdbridge.reportrun import add_parser as add_report_run_parser
@@ -20,24 +21,6 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
-    return port
-
-
-def _lab_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from acdbridge.lab.pbx import LabSettings
-
-    return LabSettings(
-        dir=args.dir, ami_port=args.ami_port, ami_tls_port=args.ami_tls_port, sip_port=args.sip_port
-    )
-
-
 def _count(items: Sequence[object], noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
@@ -45,45 +28,6 @@ def _count(items: Sequence[object], noun: str) -> str:
 def _cmd_version(args: argparse.Namespace) -> int:
     print(f"acdbridge {__version__}")
     return 0
-
-
-def _cmd_lab_up(args: argparse.Namespace) -> int:
-    from acdbridge.lab import pbx
-
-    settings = _lab_settings(args)
-    pbx.up(settings, _say)
-    _say(pbx.describe(settings))
-    return 0
-
-
-def _cmd_lab_down(args: argparse.Namespace) -> int:
-    from acdbridge.lab import pbx
-
-    pbx.down(_lab_settings(args), _say)
-    return 0
-
-
-def _cmd_lab_status(args: argparse.Namespace) -> int:
-    from acdbridge.lab import pbx
-
-    running, text = pbx.status(_lab_settings(args))
-    print(text)
-    return 0 if running else 3
-
-
-def _cmd_lab_cli(args: argparse.Namespace) -> int:
-    from acdbridge.lab import pbx
-
-    return pbx.cli(_lab_settings(args), args.command)
-
-
-def _cmd_lab_traffic(args: argparse.Namespace) -> int:
-    from acdbridge.lab import scenario, traffic
-
-    scn = scenario.load(args.scenario)
-    report = traffic.run_scenario(scn, _lab_settings(args), _say, record=args.record)
-    _say(report.summary())
-    return 0 if report.ok else 1
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -326,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_users_parser(sub)
     add_purge_parser(sub)
     _add_prompts(sub)
-    _add_lab(sub)
+    add_lab_parser(sub)
     return parser
 
 
@@ -387,47 +331,6 @@ def _add_prompts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--sounds-dir", type=Path, help="Asterisk's sounds directory (default: the lab's)")
     p.add_argument("--force", action="store_true", help="rebuild prompts whose text did not change too")
     p.set_defaults(func=_cmd_prompts_build)
-
-
-def _add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from acdbridge.lab.pbx import DEFAULT_DIR
-
-    lab = sub.add_parser("lab", help="a real Asterisk 22 for tests and demos (needs root)")
-    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--dir", type=Path, default=DEFAULT_DIR, help=f"lab directory (default {DEFAULT_DIR})"
-    )
-    common.add_argument("--ami-port", type=_port, default=25038, help="AMI port on 127.0.0.1 (default 25038)")
-    common.add_argument(
-        "--ami-tls-port", type=_port, default=25039, help="AMI over TLS port on 127.0.0.1 (default 25039)"
-    )
-    common.add_argument(
-        "--sip-port", type=_port, default=25060, help="SIP UDP port on 127.0.0.1 (default 25060)"
-    )
-
-    p = lab_sub.add_parser("up", parents=[common], help="build (first time) and start the lab; idempotent")
-    p.set_defaults(func=_cmd_lab_up)
-    p = lab_sub.add_parser("down", parents=[common], help="stop Asterisk and unmount what the lab mounted")
-    p.set_defaults(func=_cmd_lab_down)
-    p = lab_sub.add_parser("status", parents=[common], help="is the lab running (exit 0) or not (exit 3)")
-    p.set_defaults(func=_cmd_lab_status)
-    p = lab_sub.add_parser("cli", parents=[common], help="run an Asterisk CLI command, e.g. 'queue show'")
-    p.add_argument("command", help="the Asterisk CLI command, quoted")
-    p.set_defaults(func=_cmd_lab_cli)
-    p = lab_sub.add_parser(
-        "traffic", parents=[common], help="drive a traffic scenario through the lab over AMI"
-    )
-    p.add_argument(
-        "--scenario", required=True, help="scenario file (TOML or JSON) or a shipped scenario's name"
-    )
-    p.add_argument(
-        "--record",
-        type=Path,
-        metavar="TRACE",
-        help="save the raw AMI stream to TRACE and the run's queue_log lines to TRACE.queue_log",
-    )
-    p.set_defaults(func=_cmd_lab_traffic)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
