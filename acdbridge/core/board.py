@@ -3,9 +3,11 @@ the built-in web wallboard, computed from the live gauges and the KPI windows. S
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from acdbridge.core.agents import Agent
 from acdbridge.core.kpi import KpiConfig, Kpis
 from acdbridge.core.tallies import LiveGauges
 from acdbridge.core.values import MAX_TS, finite
@@ -27,6 +29,7 @@ class QueueBoard:
     sl_threshold_s: float
     window: str
     status: str  # ok | warn | alarm, against the targets
+    missed: tuple[str, ...] = ()  # why the status is not ok, e.g. "SL 72% below its 80% target"
 
     @property
     def led(self) -> str:
@@ -44,14 +47,24 @@ class QueueBoard:
 class AgentBoard:
     agent: str
     state: str
+    since: float | None = None  # when the shown state began (the event's time): the chip's clock
+    reason: str = ""  # the pause reason, while paused
 
 
-def _status(sl: float | None, target: float, waiting: int, ready: int) -> str:
-    if waiting and not ready:
-        return "alarm"
+def _pct(x: float) -> str:
+    return f"{round(x * 100)}%"
+
+
+def _status(sl: float | None, target: float, waiting: int, ready: int) -> tuple[str, tuple[str, ...]]:
+    """ok | warn | alarm, and each target missed in words: a red tile says why it is red."""
+    status, missed = "ok", []
     if sl is not None and sl < target:
-        return "alarm" if sl < target - 0.1 else "warn"
-    return "ok"
+        status = "alarm" if sl < target - 0.1 else "warn"
+        missed.append(f"SL {_pct(sl)} below its {_pct(target)} target")
+    if waiting and not ready:
+        status = "alarm"
+        missed.append(f"{waiting} waiting, no agent ready")
+    return status, tuple(missed)
 
 
 def queue_boards(live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig) -> dict[str, QueueBoard]:
@@ -68,6 +81,7 @@ def queue_boards(live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig) -> 
         qc = cfg.queue(q)
         sl = rolling.get(q, {}).get("service_level")
         waiting, ready = live.calls_waiting.get(q, 0), agents("ready")
+        status, missed = _status(sl, qc.sl_target, waiting, ready)
         boards[q] = QueueBoard(
             queue=q,
             calls_waiting=waiting,
@@ -82,10 +96,21 @@ def queue_boards(live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig) -> 
             sl_target=qc.sl_target,
             sl_threshold_s=qc.sl_threshold_s,
             window=window,
-            status=_status(sl, qc.sl_target, waiting, ready),
+            status=status,
+            missed=missed,
         )
     return boards
 
 
-def agent_boards(live: LiveGauges) -> dict[str, AgentBoard]:
-    return {agent: AgentBoard(agent, state) for (agent, state), on in sorted(live.agent_state.items()) if on}
+def agent_boards(live: LiveGauges, agents: Iterable[Agent] = ()) -> dict[str, AgentBoard]:
+    """Each agent's shown state, with since when and (paused) why, from the agent tracker."""
+    detail = {a.name: a for a in agents}
+    boards = {}
+    for (name, state), on in sorted(live.agent_state.items()):
+        if not on:
+            continue
+        agent = detail.get(name)
+        since = agent.since if agent is not None else None
+        reason = agent.pause_reason if agent is not None and state == "paused" else ""
+        boards[name] = AgentBoard(name, state, since, reason)
+    return boards

@@ -7,7 +7,7 @@ in: the daemon passes the later of the stream's clock and the host's, a replay t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
@@ -36,6 +36,7 @@ class Views:
         self.windows: dict[str, Kpis] = {}
         self.windows_at = 0.0  # the `now` they were computed for (0.0: not yet)
         self.board_json = EMPTY_BOARD
+        self._board_unstamped = EMPTY_BOARD
         self.waiting = 0  # callers waiting at the last families build (systemd's STATUS= line)
 
     def refresh_windows(self, now: float) -> None:
@@ -62,10 +63,13 @@ class Views:
     def board(self, now: float) -> Board:
         """The wallboard as of `now`."""
         live = self.live(now)
-        queues, people = queue_boards(live, self.windows, self.kpi), agent_boards(live)
+        people = agent_boards(live, self.engine.pipeline.agents.agents.values())
+        queues = queue_boards(live, self.windows, self.kpi)
         board = {"queues": {q: b.as_dict() for q, b in queues.items()},
-                 "agents": {a: {"agent": b.agent, "state": b.state} for a, b in people.items()}}  # fmt: skip
+                 "agents": {a: asdict(b) for a, b in people.items()}}  # fmt: skip
         data = json.dumps(board, ensure_ascii=False, sort_keys=True, allow_nan=False).encode()
-        changed = data != self.board_json
-        self.board_json = data
-        return Board(queues, people, data, changed)
+        changed = data != self._board_unstamped
+        self._board_unstamped = data
+        # `now` rides along (the chips' time in state counts from it) but is not a change
+        self.board_json = data[:-1] + b', "now": ' + json.dumps(round(now, 3)).encode() + b"}"
+        return Board(queues, people, self.board_json, changed)

@@ -83,10 +83,17 @@ def test_a_call_in_the_lab_shows_on_the_wallboard_within_a_second(
         print(f"AMI QueueCallerJoin to wallboard tile: {latency * 1000:.0f} ms")
         assert latency < 1.0
         page.wait_for_selector('.agent[data-agent="Zhou Min"].ringing', timeout=5_000)
+        # a red tile says which figure missed which target; a chip counts its time in state
+        page.wait_for_selector('.tile.alarm[data-queue="water"] .missed:text("1 waiting, no agent ready")',
+                               timeout=3_000)  # fmt: skip
+        page.wait_for_selector('.agent[data-agent="Zhou Min"] .in:text-matches("^0:0[0-9]$")', timeout=3_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "wallboard.png"))
-        # the caller gives up: the tile goes back to no one waiting
+        # the caller gives up: the tile goes back to no one waiting, red for its service level
         page.wait_for_selector('.tile[data-queue="water"] .led:text-matches("^WAIT 0")', timeout=15_000)
+        page.wait_for_selector('.tile.alarm[data-queue="water"] .missed:text("SL 0% below its 80% target")',
+                               timeout=5_000)  # fmt: skip
+        _led_lines_fit(page)
         run.join(60)
         # the page reconnects by itself after a daemon restart
         assert daemon.stop() == 0
@@ -97,6 +104,22 @@ def test_a_call_in_the_lab_shows_on_the_wallboard_within_a_second(
         page.close()
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.stop()
+
+
+def _led_lines_fit(page: Page) -> None:
+    """Each LED line fits its tile at both wall-screen sizes: the one shown, and the longest
+    usual one ('SL 100%' was cut off at 1280x720 before)."""
+    longest = "WAIT 99 LONG 99:59 SL 100%"
+    for width, height in VIEWPORTS:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(200)  # the resize handler re-fits the lines
+        page.screenshot(path=str(ARTIFACTS / f"wallboard-{width}x{height}.png"))
+        for line in page.query_selector_all(".tile .led"):
+            shown = line.evaluate("e => [e.textContent, e.scrollWidth, e.clientWidth]")
+            assert shown[1] <= shown[2], f"LED line {shown[0]!r} overflows its tile at {width}x{height}"
+            fits = line.evaluate(f"e => {{ e.style.fontSize = ''; e.textContent = {longest!r}; "
+                                 "return e.scrollWidth <= e.clientWidth; }")  # fmt: skip
+            assert fits, f"{longest!r} would be cut off at {width}x{height}"
 
 
 def test_the_wallboard_token_is_enforced(lab: pbx.LabSettings, tmp_path: Path, browser: Browser) -> None:

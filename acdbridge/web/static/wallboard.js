@@ -11,9 +11,11 @@ function tile(q) {
   el.innerHTML = `<h2></h2><div class="led"></div><div class="figures">
     <div>LONGEST<b class="longest"></b></div><div>SL ${q.window}<b class="sl"></b></div>
     <div>ABANDON<b class="abandon"></b></div><div>AVG WAIT TODAY<b class="asa"></b></div>
-    <div>READY<b class="ready"></b></div><div>TALKING / PAUSED<b class="busy"></b></div></div>`;
+    <div>READY<b class="ready"></b></div><div>TALKING / PAUSED<b class="busy"></b></div></div>
+    <div class="missed"></div>`;
   el.querySelector("h2").textContent = q.queue;
   el.querySelector(".led").textContent = q.led;
+  el.querySelector(".missed").textContent = (q.missed || []).join(" · ");
   el.querySelector(".longest").textContent = mmss(q.longest_wait_s);
   el.querySelector(".sl").textContent = pct(q.service_level);
   el.querySelector(".abandon").textContent = pct(q.abandon_rate);
@@ -23,18 +25,49 @@ function tile(q) {
   return el;
 }
 
+// The LED line must fit its tile whatever the figures (CSS sizes it for the longest usual line;
+// a longer one, e.g. a wait past 99 minutes, is shrunk here until it fits).
+function fit(el) {
+  el.style.fontSize = "";
+  let size = parseFloat(getComputedStyle(el).fontSize);
+  for (let i = 0; i < 20 && el.scrollWidth > el.clientWidth && size > 6; i++) {
+    size *= 0.92;
+    el.style.fontSize = size + "px";
+  }
+}
+
+// The server's clock at the last board, and ours when it came: time in state counts on from it.
+let serverNow = null, receivedAt = 0;
+const stateText = (a) => a.state.replace("_", " ") + (a.reason ? " (" + a.reason + ")" : "");
+
+function chipClock(el) {
+  const since = parseFloat(el.dataset.since);
+  if (serverNow === null || Number.isNaN(since)) return;
+  const elapsed = serverNow - since + (Date.now() / 1000 - receivedAt);
+  el.querySelector(".in").textContent = mmss(Math.max(0, elapsed));
+}
+
+function chip(a) {
+  const el = document.createElement("span");
+  el.className = "agent " + a.state;
+  el.dataset.agent = a.agent;
+  if (a.since !== null && a.since !== undefined) el.dataset.since = a.since;
+  el.append(a.agent + " · " + stateText(a) + " ");
+  const clock = document.createElement("span");
+  clock.className = "in";
+  el.append(clock);
+  chipClock(el);
+  return el;
+}
+
 function render(board) {
+  if (typeof board.now === "number") { serverNow = board.now; receivedAt = Date.now() / 1000; }
   const queues = document.getElementById("queues");
   queues.replaceChildren(...Object.values(board.queues || {}).map(tile));
-  const agents = document.getElementById("agents");
-  agents.replaceChildren(...Object.values(board.agents || {}).map((a) => {
-    const el = document.createElement("span");
-    el.className = "agent " + a.state;
-    el.dataset.agent = a.agent;
-    el.textContent = a.agent + " · " + a.state.replace("_", " ");
-    return el;
-  }));
+  queues.querySelectorAll(".led").forEach(fit);
+  document.getElementById("agents").replaceChildren(...Object.values(board.agents || {}).map(chip));
 }
+window.addEventListener("resize", () => document.querySelectorAll(".led").forEach(fit));
 
 function connect() {
   const source = new EventSource("events" + location.search);  // reconnects by itself
@@ -55,5 +88,8 @@ function signedOut() {
     .then((r) => { if (r.status === 401) location.assign("/signin?next=" + encodeURIComponent("/" + location.search)); })
     .catch(() => {});  // the daemon is down: EventSource keeps retrying
 }
-setInterval(() => { document.getElementById("clock").textContent = new Date().toLocaleTimeString(); }, 1000);
+setInterval(() => {
+  document.getElementById("clock").textContent = new Date().toLocaleTimeString();
+  document.querySelectorAll(".agent[data-since]").forEach(chipClock);
+}, 1000);
 connect();
