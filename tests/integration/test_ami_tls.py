@@ -46,8 +46,8 @@ def test_plain_and_tls_daemons_store_the_same_calls_identically(lab: pbx.LabSett
     assert sorted(json.dumps(v, sort_keys=True) for v in over_tls) == sorted(
         json.dumps(v, sort_keys=True) for v in over_tcp
     )
-    # a state already under way when a daemon connected starts at that daemon's own connect time (the PBX gives
-    # no start for it), so only the states that began once both daemons listened must agree to the microsecond
+    # a state already under way when a daemon connected starts at that daemon's own connect time (the PBX
+    # gives no start for it), so only states begun once both daemons listened must agree to the microsecond
     states = [
         sorted(json.dumps(s, sort_keys=True) for s in d.stored("agent_states") if s["start_ts"] >= started)
         for d in (tls, plain)
