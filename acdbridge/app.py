@@ -24,7 +24,9 @@ from acdbridge.adapters.metrics import new_registry, render
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store, open_store
 from acdbridge.adapters.store.privacy import PrivacyRows
+from acdbridge.adapters.store.recordings import RecordingRows
 from acdbridge.adapters.web.metrics import Health, MetricsAuth
+from acdbridge.adapters.web.recordings import RecordingReads
 from acdbridge.adapters.web.server import WebServer
 from acdbridge.adapters.web.site import Gates, build_site
 from acdbridge.config import Config
@@ -35,6 +37,7 @@ from acdbridge.runtime.desk import DeskFeed, History
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob, warn_if_root
+from acdbridge.runtime.recordings import RecordingIndexer
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.reportjob import ReportJob
 from acdbridge.runtime.startup import check_directory
@@ -95,6 +98,10 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
         privacy = PrivacyJob(cfg.privacy, cfg.kpi.timezone, store, journal,
                              cfg.journal.checkpoint_path if cfg.journal else None)  # fmt: skip
     reports = ReportJob(cfg, store) if cfg.reports.schedules and isinstance(store, PrivacyRows) else None
+    records = cfg.flow is not None and any(h.record != "never" for h in cfg.flow.hotlines.values())
+    recordings = None
+    if records and isinstance(store, RecordingRows):  # both backends are; not a test's stand-in
+        recordings = RecordingIndexer(cfg.recording, store, cfg.privacy.retain_s)
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
@@ -104,7 +111,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
                   members=members, mqtt=MqttPublisher(cfg.mqtt) if cfg.mqtt else None,
-                  privacy=privacy, reports=reports)  # fmt: skip
+                  privacy=privacy, reports=reports, recordings=recordings)  # fmt: skip
     daemon = Daemon(parts)
     return daemon
 
@@ -122,7 +129,8 @@ def web_site(cfg: Config, registry: CollectorRegistry, views: Views, health: Hea
     return build_site(h.host, h.port, lambda: render(registry), health, board=lambda: views.board_json,
                       gates=gates, tls=tls, access=AccessService(cast(AccessStore, store), cfg.access),
                       actions=callflow.actions if callflow else None, desk=desk,
-                      clock=lambda: max(views.engine.now, time.time()))  # fmt: skip
+                      clock=lambda: max(views.engine.now, time.time()),
+                      recordings=(cast(RecordingReads, store), cfg.recording.dir))  # fmt: skip
 
 
 def run(cfg: Config, config_path: Path | None = None) -> int:

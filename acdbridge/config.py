@@ -62,14 +62,15 @@ from acdbridge.settings.mailconf import ReportsConfig, SmtpConfig, default_repor
 from acdbridge.settings.mqttconf import MqttConfig, parse_mqtt_section
 from acdbridge.settings.privacyconf import PrivacyConfig, default_key_file, parse_privacy
 from acdbridge.settings.problems import Problems, dotted, get, known, table
+from acdbridge.settings.recordconf import RecordingConfig, parse_recording
 from acdbridge.settings.reportconf import default_sl_target, parse_report
 from acdbridge.settings.secrets import secret
 
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
-            "access", "privacy", "targets", "desk", "smtp", "reports"} | FLOW_SECTIONS  # fmt: skip
+SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits", "access",
+            "privacy", "targets", "desk", "smtp", "reports", "recording"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -126,6 +127,7 @@ class Config:
     desk: DeskConfig = field(default_factory=DeskConfig)  # the agent desk: targets, history
     smtp: SmtpConfig | None = None  # no [smtp]: scheduled reports are written, not mailed
     reports: ReportsConfig = field(default_factory=lambda: default_reports(StoreConfig().path))
+    recording: RecordingConfig = field(default_factory=RecordingConfig)  # the PBX's recordings
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -308,6 +310,7 @@ def validate(
             "access",
             "privacy",
             "desk",
+            "recording",
         )
     }
     report = parse_report(p, data.get("targets", {}), sections["agents"])
@@ -333,7 +336,7 @@ def validate(
     reports = parse_reports(p, table(p, data.get("reports", {}), "reports"), store.path, report, smtp)
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
                  access=access, privacy=privacy, report=report, desk=desk,
-                 smtp=smtp, reports=reports)  # fmt: skip
+                 smtp=smtp, reports=reports, recording=parse_recording(p, sections["recording"]))  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

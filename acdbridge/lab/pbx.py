@@ -297,8 +297,14 @@ def _reconfigure(settings: LabSettings, say: Printer) -> bool:
     etc = settings.root / "etc/asterisk"
     before = _installed(etc)
     _configure(settings, say)
-    if _installed(etc) == before:
+    after = _installed(etc)
+    if after == before:
         return False
+    if after.get("modules.conf") != before.get("modules.conf"):  # a reload loads no new module
+        for line in after.get("modules.conf", b"").decode().splitlines():
+            name, _, module = line.split(";")[0].partition("=")
+            if name.strip() == "load":
+                asterisk_cli(settings.root, f"module load {module.strip()}")  # loaded already: a no-op
     reloaded = asterisk_cli(settings.root, "core reload")
     if reloaded.returncode != 0:
         raise LabError(f"the running lab did not reload its changed configuration: {reloaded.stderr.strip()}")

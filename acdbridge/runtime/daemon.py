@@ -38,6 +38,7 @@ from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob
+from acdbridge.runtime.recordings import RecordingIndexer
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.reportjob import ReportJob
 from acdbridge.runtime.resume import Resumer
@@ -80,6 +81,7 @@ class Parts:
     mqtt: MqttPublisher | None = None
     privacy: PrivacyJob | None = None  # the daily job on callers' data ([privacy])
     reports: ReportJob | None = None  # [[reports.schedule]]: made, written, mailed
+    recordings: RecordingIndexer | None = None  # a hotline records: the files indexed, expired
     lag: rt_health.LoopLag = field(default_factory=rt_health.LoopLag)
     notifier: Notifier = field(default_factory=Notifier)
 
@@ -186,6 +188,8 @@ class Daemon:
             tasks["privacy"] = partial(p.privacy.run, stop)
         if p.reports is not None:
             tasks["reports"] = partial(p.reports.run, stop)
+        if p.recordings is not None:
+            tasks["recordings"] = partial(p.recordings.run, stop)
         if p.agi is not None and p.members is not None:
             tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
             tasks["member-sync"] = partial(p.members.run, stop)

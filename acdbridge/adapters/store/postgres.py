@@ -46,6 +46,7 @@ from acdbridge.adapters.store.common import (
     with_pbx,
 )
 from acdbridge.adapters.store.privacy import PrivacyRows
+from acdbridge.adapters.store.recordings import RecordingRows
 from acdbridge.errors import StoreLocked, StoreUnusable
 
 CHUNK = 2000  # rows per fetch of each_visit's server-side cursor
@@ -113,7 +114,7 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = %s"
 
 
-class PostgresStore(Checked, AccessRows, PrivacyRows):
+class PostgresStore(Checked, AccessRows, PrivacyRows, RecordingRows):
     """One connection, used under a lock (the daemon's writer task serialises anyway)."""
 
     nul_free = True

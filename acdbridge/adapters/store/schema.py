@@ -17,13 +17,16 @@ Version 3 is access (issue 14): `accounts` (site-wide, keyed by username alone) 
 
 Version 4 is callers' personal data (issue 14, docs/privacy.md): `pseudonymised_at` on visits and
 IVR legs (NULL: the caller fields are as the PBX gave them), with a partial index of the rows
-still to do by end time, so the daily job reads only what it has to change and never rescans."""
+still to do by end time, so the daily job reads only what it has to change and never rescans.
+
+Version 5 is call recordings (issue 17, docs/recording.md): `recordings`, one row per recorded
+call, keyed by pbx and the caller's uniqueid, with an index by time for the retention."""
 
 from __future__ import annotations
 
 from acdbridge.errors import StoreUnusable
 
-LATEST = 4
+LATEST = 5
 
 
 def _rebuild(table: str, columns: str, key: str, index: str | None) -> list[str]:
@@ -47,6 +50,10 @@ _LEGS = ("uniqueid TEXT NOT NULL, start_ts REAL NOT NULL, end_ts REAL NOT NULL, 
 _FEEDBACK = ("uniqueid TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, resolved INTEGER NOT NULL, "
              "queue TEXT NOT NULL, agent TEXT NOT NULL, ts REAL NOT NULL")  # fmt: skip
 
+_RECORDINGS = ("pbx TEXT NOT NULL, uniqueid TEXT NOT NULL, file TEXT NOT NULL, bytes INTEGER NOT NULL, "
+               "duration_s REAL NOT NULL, sha256 TEXT NOT NULL, recorded_at REAL NOT NULL, "
+               "indexed_at REAL NOT NULL, deleted_at REAL, PRIMARY KEY (pbx, uniqueid)")  # fmt: skip
+_RECORDINGS_BY_TIME = "CREATE INDEX recordings_by_time ON recordings (pbx, recorded_at)"
 _ACCOUNTS = ("username TEXT PRIMARY KEY, role TEXT NOT NULL, agent TEXT NOT NULL, queues TEXT NOT NULL, "
              "disabled INTEGER NOT NULL, password_hash TEXT NOT NULL, created_at REAL NOT NULL, "
              "updated_at REAL NOT NULL")  # fmt: skip
@@ -105,6 +112,7 @@ SQLITE: dict[int, list[str]] = {
         "ALTER TABLE ivr_legs ADD COLUMN pseudonymised_at REAL",
         *_TO_PSEUDONYMISE,
     ],
+    5: [f"CREATE TABLE recordings ({_RECORDINGS})", _RECORDINGS_BY_TIME],
 }
 
 
@@ -157,6 +165,10 @@ POSTGRES: dict[int, list[str]] = {
         "ALTER TABLE visits ADD COLUMN pseudonymised_at DOUBLE PRECISION",
         "ALTER TABLE ivr_legs ADD COLUMN pseudonymised_at DOUBLE PRECISION",
         *_TO_PSEUDONYMISE,
+    ],
+    5: [
+        f"CREATE TABLE recordings ({_pg(_RECORDINGS).replace('bytes INTEGER', 'bytes BIGINT')})",
+        _RECORDINGS_BY_TIME,
     ],
 }
 assert set(SQLITE) == set(POSTGRES) == set(range(1, LATEST + 1))

@@ -36,6 +36,7 @@ from acdbridge.adapters.store.common import (
     with_pbx,
 )
 from acdbridge.adapters.store.privacy import PrivacyRows
+from acdbridge.adapters.store.recordings import RecordingRows
 from acdbridge.errors import StoreLocked, StoreUnusable
 
 CHUNK = 2000  # rows per read of each_visit
@@ -59,7 +60,7 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = ?"
 
 
-class SqliteStore(Checked, AccessRows, PrivacyRows):
+class SqliteStore(Checked, AccessRows, PrivacyRows, RecordingRows):
     """One connection, used from one thread at a time (the daemon's writer task serialises).
 
     exclusive=True (the daemon) takes an flock on `<store>.lock`: a second daemon on the same

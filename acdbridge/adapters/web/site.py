@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from acdbridge.adapters.web.board import Board
 from acdbridge.adapters.web.desk import DeskApi
 from acdbridge.adapters.web.guard import Guard, HttpLimits
 from acdbridge.adapters.web.metrics import Health, MetricsAuth, Scrape
+from acdbridge.adapters.web.recordings import RecordingReads, RecordingsApi
 from acdbridge.adapters.web.server import Handler, Refused, WebServer, shield, static_dir
 from acdbridge.runtime.desk import DeskFeed
 
@@ -55,6 +57,7 @@ def build_site(
     actions: AgentActions | None = None,
     desk: DeskFeed | None = None,
     clock: Callable[[], float] = time.time,
+    recordings: tuple[RecordingReads, Path] | None = None,  # the store, the recordings' directory
 ) -> WebServer:
     gates = gates or Gates(board_public=access is None)
     guard = Guard(limits or HttpLimits(), PLAIN_HEADERS)
@@ -75,6 +78,8 @@ def build_site(
     if web_access is not None and access is not None:
         web_access.routes(app)
         PeopleApi(web_access, access, actions).routes(app)
+        if recordings is not None:
+            RecordingsApi(web_access, *recordings).routes(app)
     app.router.add_static("/static/", static_dir(), append_version=False)
     server = WebServer(host, port, app, guard, tls)
     server.on_board.append(wallboard.broadcast)
