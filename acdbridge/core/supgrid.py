@@ -52,11 +52,14 @@ def agent_row(
 ) -> dict[str, Any]:  # fmt: skip
     """One grid row (JSON-able). `call`: the agent's call now (core/desk.py calls_by_agent)."""
     state = agent.shown if agent is not None else "logged_out"
-    reason = agent.pause_reason if agent is not None and state == "paused" else None
+    # paused in every queue: shown as "paused" when idle, but a call in progress shows first
+    paused = agent is not None and bool(agent.memberships) and all(agent.memberships.values())
+    reason = agent.pause_reason if agent is not None and paused else None
     k = kpis or {}
     return {
         "agent": name,
         "state": state,
+        "paused": paused,
         "reason": reason,
         "since": agent.since if agent is not None else None,
         "limit_s": limits.limit_of(state, reason),

@@ -40,7 +40,7 @@
     cells.st.append(document.createElement("span"));
     cells.acts.append(button("Listen", "listen", "quiet"), button("Whisper", "whisper", "quiet"),
       button("Barge", "barge", "quiet"), button("Pause", "pause", "amber"), button("Unpause", "unpause"),
-      button("Log out", "logout", "quiet"), button("Set skill", "skill", "quiet"));
+      button("Log out", "logout", "quiet"), button("Skill", "skill", "quiet"));
     return { tr, row: null, cells };
   }
   function fill(entry, r) {
@@ -49,7 +49,9 @@
     set(c.agent, r.agent);
     const st = c.st.firstChild;
     st.className = "state " + r.state;
-    set(st, (STATES[r.state] || r.state) + (r.reason ? ": " + r.reason : ""));
+    const paused = r.state === "paused" ? ": " + r.reason : r.paused ? " (paused: " + r.reason + ")" : "";
+    set(st, (STATES[r.state] || r.state) + (r.reason || r.paused ? paused : ""));
+    entry.tr.dataset.paused = r.paused ? "1" : "0";
     entry.tr.dataset.state = r.state;
     set(c.caller, r.caller); set(c.queue, r.call_queue); set(c.calls, r.calls_today);
     set(c.aht, r.aht_today_s == null ? null : span(r.aht_today_s));
@@ -57,8 +59,8 @@
     for (const b of c.acts.querySelectorAll("button")) {
       const a = b.dataset.action;
       b.disabled = (["listen", "whisper", "barge"].includes(a) && !r.spyable) ||
-        (a === "pause" && (r.state === "paused" || r.state === "logged_out")) ||
-        (a === "unpause" && r.state !== "paused") || (a === "logout" && r.state === "logged_out");
+        (a === "pause" && (r.paused || r.state === "logged_out")) ||
+        (a === "unpause" && !r.paused) || (a === "logout" && r.state === "logged_out");
     }
     tickRow(entry, clock());
   }
