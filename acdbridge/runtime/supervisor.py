@@ -14,7 +14,7 @@ from typing import Any
 
 from acdbridge.core.desk import calls_by_agent
 from acdbridge.core.kpi import day_start
-from acdbridge.core.routing import AgentProfile, memberships
+from acdbridge.core.routing import memberships
 from acdbridge.core.supgrid import (
     TimeLimits,
     agent_row,
@@ -52,6 +52,7 @@ class SupervisorFeed:
         self.engine, self.views, self.flow, self.limits = engine, views, flow, limits
         self.handled: dict[str, Handled] = {}
         self.on_handled: list[Callable[[str, Handled], None]] = []  # the callback feature listens
+        self._memberships: tuple[FlowConfig | None, dict[str, set[str]]] = (None, {})
 
     def mark_handled(self, key: str, by: str, ts: float) -> bool:
         """Mark one abandoned call (supgrid.abandon_key) handled; False when it already was."""
@@ -64,11 +65,22 @@ class SupervisorFeed:
             listener(key, mark)
         return True
 
-    def agent_queues(self, profile: AgentProfile, flow: FlowConfig) -> set[str]:
-        """The agent's queues: by routing, and those app_queue has them in now."""
-        book = self.engine.pipeline.members.penalty
-        configured = set(memberships(profile, flow.routing))
-        return configured | {q for q, interface in book if interface == profile.interface}
+    def _configured(self, flow: FlowConfig) -> dict[str, set[str]]:
+        """agent -> their queues by routing, computed once per flow (a reload or a skill change
+        makes a new one): 500 agents x 50 groups at every tick would be most of a grid's cost."""
+        if self._memberships[0] is not flow:
+            self._memberships = (
+                flow,
+                {p.name: set(memberships(p, flow.routing)) for p in flow.profiles.values()},
+            )
+        return self._memberships[1]
+
+    def _members_now(self) -> dict[str, set[str]]:
+        """interface -> the queues app_queue has it in now (one pass over the member book)."""
+        out: dict[str, set[str]] = {}
+        for queue, interface in self.engine.pipeline.members.penalty:
+            out.setdefault(interface, set()).add(queue)
+        return out
 
     def calls(self) -> dict[str, Visit]:
         calls = self.engine.pipeline.calls
@@ -82,8 +94,10 @@ class SupervisorFeed:
         today = self.views.windows.get("today", {})
         agent_kpis = today.get("agents", {})
         rows: dict[str, dict[str, Any]] = {}
+        configured = self._configured(flow) if flow is not None else {}
+        now_in = self._members_now()
         for profile in flow.profiles.values() if flow is not None else ():
-            queues = self.agent_queues(profile, flow) if flow is not None else set()
+            queues = configured.get(profile.name, set()) | now_in.get(profile.interface, set())
             if scope is not None and not queues & scope:
                 continue
             agent = p.agents.agents.get(profile.interface)
