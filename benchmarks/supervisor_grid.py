@@ -125,7 +125,8 @@ def run(seconds: float, rate: float) -> dict[str, float]:
     api._push(stream, feed.grid(now, None))
     first = len(stream.queue.get_nowait())
     sent = full = updates = rows = 0
-    cpu = 0.0
+    cpu = full_cpu = 0.0
+    by_part = dict.fromkeys(("rows", "queues", "abandons"), 0)
     for step in range(int(seconds / 0.1)):
         now = T0 + (step + 1) * 0.1
         engine.feed_bytes(traffic.until(now, 0.1), now)
@@ -141,12 +142,19 @@ def run(seconds: float, rate: float) -> dict[str, float]:
             updates += 1
             sent += len(data)
             rows += len(json.loads(data).get("rows", {}))
-            full += len(json.dumps({"rows": grid.rows, "queues": grid.queues, "abandons": grid.abandons},
-                                   ensure_ascii=False, sort_keys=True).encode())  # fmt: skip
+            parts = json.loads(data)
+            for part in ("rows", "queues", "abandons"):
+                by_part[part] += len(json.dumps(parts.get(part, {}), ensure_ascii=False).encode())
+            t = time.process_time()
+            whole = json.dumps({"rows": grid.rows, "queues": grid.queues, "abandons": grid.abandons},
+                               ensure_ascii=False, sort_keys=True, allow_nan=False).encode()  # fmt: skip
+            full_cpu += time.process_time() - t
+            full += len(whole)
     return {"first_kb": first / 1024, "calls_per_s": traffic.n / seconds, "updates_per_s": updates / seconds,
             "rows_per_update": rows / max(updates, 1), "diff_kb_s": sent / seconds / 1024,
             "full_kb_s": full / seconds / 1024, "cpu_ms_per_tick": cpu / (seconds / 0.1) * 1000,
-            "ticks": seconds / 0.1}  # fmt: skip
+            "ticks": seconds / 0.1, "full_json_ms": full_cpu / max(updates, 1) * 1000,
+            **{f"{k}_kb_s": v / seconds / 1024 for k, v in by_part.items()}}  # fmt: skip
 
 
 def main() -> None:
@@ -162,7 +170,12 @@ def main() -> None:
     print(f"updates sent: {r['updates_per_s']:.2f}/s, {r['rows_per_update']:.2f} rows each")
     print(f"bytes to one browser: changed rows {r['diff_kb_s']:.1f} KiB/s, whole grid at each change "
           f"{r['full_kb_s']:.1f} KiB/s ({r['full_kb_s'] / max(r['diff_kb_s'], 1e-9):.0f}x)")  # fmt: skip
-    print(f"server CPU per tick (grid + diff + JSON, one scope): {r['cpu_ms_per_tick']:.2f} ms")
+    print(f"  of which rows {r['rows_kb_s']:.1f}, queue panels {r['queues_kb_s']:.1f}, "
+          f"abandons {r['abandons_kb_s']:.1f} KiB/s")  # fmt: skip
+    print(
+        f"server CPU per tick (grid + diff + JSON, one scope): {r['cpu_ms_per_tick']:.2f} ms; "
+        f"the whole grid's JSON alone (baseline, per update): {r['full_json_ms']:.2f} ms"
+    )
 
 
 if __name__ == "__main__":
