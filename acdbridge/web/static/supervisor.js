@@ -8,7 +8,8 @@
   const STATES = { ready: "Ready", ringing: "Ringing", talking: "Talking", on_hold: "On hold",
     wrapup: "Wrap-up", paused: "Paused", logged_out: "Logged out" };
   const rows = new Map();  // agent -> {tr, row, cells}
-  let offset = 0, csrf = "", redFactor = 2, sortKey = "agent", sortUp = true, queues = {};
+  const panels = new Map();  // queue -> its panel's <div>
+  let offset = 0, csrf = "", redFactor = 2, sortKey = "agent", sortUp = true;
   const clock = () => Date.now() / 1000 + offset;
 
   function span(s) {
@@ -106,32 +107,45 @@
     sel.value = values.includes(keep) ? keep : "";
   }
 
-  function renderQueues() {
-    const box = $("queues");
-    box.replaceChildren();
-    for (const q of Object.values(queues).sort((a, b) => (a.queue < b.queue ? -1 : 1))) {
-      const div = document.createElement("div"); div.className = "qpanel"; div.dataset.queue = q.queue;
-      const h = document.createElement("h3"); h.textContent = q.queue + " · waiting " + q.waiting;
-      const t = q.today, sl = t.service_level == null ? "–" : Math.round(t.service_level * 100) + "%";
-      const f = document.createElement("div"); f.className = "fig-line";
-      f.textContent = "today: offered " + t.offered + ", answered " + t.answered + ", abandoned " +
-        t.abandoned + ", SL " + sl + ", ASA " + span(t.asa_s) + ", AHT " + span(t.aht_s);
-      const a = document.createElement("div"); a.className = "fig-line";
-      a.textContent = Object.entries(q.agents).map(([s, n]) => (STATES[s] || s) + " " + n).join(" · ") || "no agents";
-      const ol = document.createElement("ol");
-      for (const c of q.callers) {
-        const li = document.createElement("li"); li.dataset.enter = c.enter_ts;
-        li.textContent = c.caller + " " + span(clock() - c.enter_ts);
-        for (const tag of [c.vip && "VIP", c.call_type, c.language, c.repeat && "repeat"]) {
-          if (!tag) continue;
-          const s = document.createElement("span"); s.className = tag === "VIP" ? "vip" : "tag"; s.textContent = tag;
-          li.append(s);
-        }
-        ol.append(li);
+  function panel(q) {
+    const div = document.createElement("div"); div.className = "qpanel"; div.dataset.queue = q.queue;
+    const h = document.createElement("h3"); h.textContent = q.queue + " · waiting " + q.waiting;
+    const t = q.today, sl = t.service_level == null ? "–" : Math.round(t.service_level * 100) + "%";
+    const f = document.createElement("div"); f.className = "fig-line";
+    f.textContent = "today: offered " + t.offered + ", answered " + t.answered + ", abandoned " +
+      t.abandoned + ", SL " + sl + ", ASA " + span(t.asa_s) + ", AHT " + span(t.aht_s);
+    const a = document.createElement("div"); a.className = "fig-line";
+    a.textContent = Object.entries(q.agents).map(([s, n]) => (STATES[s] || s) + " " + n).join(" · ") || "no agents";
+    const ol = document.createElement("ol");
+    for (const c of q.callers) {
+      const li = document.createElement("li"); li.dataset.enter = c.enter_ts;
+      const who = document.createElement("span"); who.textContent = c.caller + " ";
+      const wait = document.createElement("span"); wait.className = "wait"; wait.textContent = span(clock() - c.enter_ts);
+      li.append(who, wait);
+      for (const tag of [c.vip && "VIP", c.call_type, c.language, c.repeat && "repeat"]) {
+        if (!tag) continue;
+        const s = document.createElement("span"); s.className = tag === "VIP" ? "vip" : "tag"; s.textContent = tag;
+        li.append(s);
       }
-      div.append(h, f, a, ol); box.append(div);
+      ol.append(li);
     }
-    options($("f-queue"), Object.keys(queues).sort());
+    div.append(h, f, a, ol);
+    return div;
+  }
+  // only the panels that changed are rebuilt; the others keep their nodes
+  function renderQueues(changed, gone) {
+    const box = $("queues");
+    for (const name of gone) { const old = panels.get(name); if (old) old.remove(); panels.delete(name); }
+    for (const [name, q] of Object.entries(changed)) {
+      const div = panel(q), old = panels.get(name);
+      if (old) old.replaceWith(div);
+      else {
+        const next = [...panels.keys()].sort().find((k) => k > name);
+        box.insertBefore(div, next ? panels.get(next) : null);
+      }
+      panels.set(name, div);
+    }
+    options($("f-queue"), [...panels.keys()].sort());
   }
   function renderAbandons(list) {
     const body = $("abandons");
@@ -148,7 +162,10 @@
 
   function apply(msg) {
     offset = msg.now - Date.now() / 1000;
-    if (msg.full) { for (const e of rows.values()) e.tr.remove(); rows.clear(); queues = {}; }
+    if (msg.full) {
+      for (const e of rows.values()) e.tr.remove();
+      rows.clear(); $("queues").replaceChildren(); panels.clear();
+    }
     if (msg.rows) {
       for (const name of msg.gone || []) { const e = rows.get(name); if (e) { e.tr.remove(); rows.delete(name); } }
       for (const [name, r] of Object.entries(msg.rows)) {
@@ -158,10 +175,7 @@
       }
       reorder(); refilter();
     }
-    if (msg.queues) {
-      for (const q of msg.gone_queues || []) delete queues[q];
-      Object.assign(queues, msg.queues); renderQueues();
-    }
+    if (msg.queues) renderQueues(msg.queues, msg.gone_queues || []);
     if (msg.abandons) renderAbandons(msg.abandons);
   }
 
@@ -194,7 +208,7 @@
   setInterval(() => {
     const now = clock();
     for (const e of rows.values()) if (!e.tr.hidden) tickRow(e, now);
-    for (const li of document.querySelectorAll("#queues li")) li.firstChild.textContent = li.firstChild.textContent.replace(/\S+$/, span(now - Number(li.dataset.enter)));
+    for (const li of document.querySelectorAll("#queues li")) set(li.querySelector(".wait"), span(now - Number(li.dataset.enter)));
   }, 1000);
 
   window.acdSession.then((me) => { csrf = (me && me.csrf) || ""; });
