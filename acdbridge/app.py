@@ -41,6 +41,7 @@ from acdbridge.runtime.recordings import RecordingIndexer
 from acdbridge.runtime.reload import Reloader
 from acdbridge.runtime.reportjob import ReportJob
 from acdbridge.runtime.startup import check_directory
+from acdbridge.runtime.supervisor import SupervisorFeed
 from acdbridge.runtime.track import Inbox, call_ids_of_agi, to_store
 from acdbridge.runtime.views import Views
 from acdbridge.runtime.writer import StoreWriter
@@ -106,7 +107,9 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
                     DeskFeed(engine, views, cast(History, store), targets=cfg.desk.targets,
-                             history_days=cfg.desk.history_days))  # fmt: skip
+                             history_days=cfg.desk.history_days),
+                    SupervisorFeed(engine, views, lambda: callflow.actions.flow if callflow else None,
+                                   cfg.supervisor.limits))  # fmt: skip
     parts = Parts(cfg, store, writer, engine, views, inbox, ami, http, collector, stop, restarts={},
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
@@ -119,7 +122,8 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
 # both store backends have the AccessStore methods (adapters/store/access.py); Store's protocol
 # predates them
 def web_site(cfg: Config, registry: CollectorRegistry, views: Views, health: Health, store: Store,
-             callflow: CallFlow | None, desk: DeskFeed | None = None) -> WebServer:  # fmt: skip
+             callflow: CallFlow | None, desk: DeskFeed | None = None,
+             supervisor: SupervisorFeed | None = None) -> WebServer:  # fmt: skip
     h = cfg.http
     gates = Gates(h.token, h.board_public, MetricsAuth(h.metrics_token, h.metrics_user, h.metrics_password),
                   h.trusted_proxies)  # fmt: skip
@@ -128,8 +132,8 @@ def web_site(cfg: Config, registry: CollectorRegistry, views: Views, health: Hea
         log.warning("http_plaintext_off_loopback", problem=plaintext_warning(h.host))
     return build_site(h.host, h.port, lambda: render(registry), health, board=lambda: views.board_json,
                       gates=gates, tls=tls, access=AccessService(cast(AccessStore, store), cfg.access),
-                      actions=callflow.actions if callflow else None, desk=desk,
-                      clock=lambda: max(views.engine.now, time.time()),
+                      actions=callflow.actions if callflow else None, desk=desk, supervisor=supervisor,
+                      phones=cfg.supervisor.phones, clock=lambda: max(views.engine.now, time.time()),
                       recordings=(cast(RecordingReads, store), cfg.recording.dir))  # fmt: skip
 
 

@@ -65,12 +65,14 @@ from acdbridge.settings.problems import Problems, dotted, get, known, table
 from acdbridge.settings.recordconf import RecordingConfig, parse_recording
 from acdbridge.settings.reportconf import default_sl_target, parse_report
 from acdbridge.settings.secrets import secret
+from acdbridge.settings.supconf import SupervisorConfig, parse_supervisor
 
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits", "access",
-            "privacy", "targets", "desk", "smtp", "reports", "recording"} | FLOW_SECTIONS  # fmt: skip
+            "privacy", "targets", "desk", "smtp", "reports", "recording",
+            "supervisor"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -125,6 +127,7 @@ class Config:
     )
     report: ReportConfig = field(default_factory=ReportConfig)  # [targets], agents' teams
     desk: DeskConfig = field(default_factory=DeskConfig)  # the agent desk: targets, history
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)  # limits, phones
     smtp: SmtpConfig | None = None  # no [smtp]: scheduled reports are written, not mailed
     reports: ReportsConfig = field(default_factory=lambda: default_reports(StoreConfig().path))
     recording: RecordingConfig = field(default_factory=RecordingConfig)  # the PBX's recordings
@@ -334,8 +337,11 @@ def validate(
     desk = parse_desk(p, sections["desk"])
     smtp = parse_smtp(p, table(p, data["smtp"], "smtp"), env) if "smtp" in data else None
     reports = parse_reports(p, table(p, data.get("reports", {}), "reports"), store.path, report, smtp)
-    cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
-                 access=access, privacy=privacy, report=report, desk=desk,
+    flow = parse_flow(data, p)
+    reasons = set(flow.pause_reasons.values()) if flow is not None else None
+    sup = parse_supervisor(p, table(p, data.get("supervisor", {}), "supervisor"), reasons)
+    cfg = Config(ami, store, wrapup, http, kpi, mqtt, flow, journal=journal, limits=limits,
+                 access=access, privacy=privacy, report=report, desk=desk, supervisor=sup,
                  smtp=smtp, reports=reports, recording=parse_recording(p, sections["recording"]))  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p

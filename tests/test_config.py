@@ -681,3 +681,16 @@ def test_the_trackers_limits_come_from_the_config() -> None:
         "c.toml: limits: unknown keys ['max_seats']; known: caller_max_age_h, max_agents, "
         "max_callers, max_channels, max_members, max_queues",
     ]
+
+
+def test_supervisor_phones_without_write_class_originate_are_a_warning(tmp_path: Path) -> None:
+    f = facts()  # the test PBX's user: write class user but not originate
+    assert compare(good(tmp_path), f) == ([], [])  # no phones: originate is not needed
+    _errors, warnings = compare(change(good(tmp_path), "supervisor/phones", {"sue": "PJSIP/9201"}), f)
+    assert warnings == [
+        "t.toml: ami.username: warning: the manager user acdbridge lacks write class originate: the "
+        "supervisor desk's listen / whisper / barge (Originate to ChanSpy) are refused"
+    ]
+    bad = change(good(tmp_path), "supervisor/limits", {"break": "15 min"})
+    _cfg, p = config.validate(bad, "t.toml", {})
+    assert p.errors == ["t.toml: supervisor.limits.break: expected seconds in (0, 86400], got '15 min'"]

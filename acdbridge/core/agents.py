@@ -45,6 +45,7 @@ class Agent:
     pause_reason: str = ""
     activity: Activity = "idle"
     channel: str | None = None  # the agent's channel uniqueid while in a call
+    channel_name: str | None = None  # ... and its name (the supervisor's ChanSpy targets it)
     shown: str = "logged_out"
     since: float | None = None
     time_in: dict[str, float] = field(default_factory=dict)  # seconds spent in each shown state
@@ -136,11 +137,11 @@ class AgentTracker:
     def _on_call(self, name: str, h: dict[str, str], ts: float) -> None:
         agent = self._agent(h)
         if name == "AgentConnect" and h.get("DestUniqueid"):
-            agent.channel = h["DestUniqueid"]
+            agent.channel, agent.channel_name = h["DestUniqueid"], h.get("DestChannel") or None
             self.by_channel[agent.channel] = agent.interface
         if name == "AgentComplete" and agent.channel:
             self.by_channel.pop(agent.channel, None)
-            agent.channel = None
+            agent.channel = agent.channel_name = None
         self._activity(agent, name, ts)
 
     def _on_hold(self, name: str, h: dict[str, str], ts: float) -> None:

@@ -327,6 +327,10 @@ class KpiEngine:
         key = ("feedback", record["uniqueid"], record["kind"])
         self._add(self._feedback, key, dict(record, end_ts=record["ts"]))
 
+    def visits_since(self, start: float) -> list[Record]:
+        """The visit records held that ended at or after `start` (the supervisor's abandons)."""
+        return [row[3] for row in self._visits[bisect.bisect_left(self._visits, (start,)) :]]
+
     def retained(self) -> tuple[int, int]:
         """How many visit and agent state records are held."""
         return len(self._visits), len(self._states)

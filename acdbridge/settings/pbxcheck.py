@@ -103,6 +103,12 @@ def _manager(cfg: Config, facts: PbxFacts, p: Problems) -> None:
             f"the manager user {cfg.ami.username} lacks write class user: the web desk's "
             "disposition buttons (AMI UserEvent AcdDisposition) are refused; *55N still works",
         )
+    if cfg.supervisor.phones and not {"originate", "all"} & have_write:
+        p.warn(
+            "ami.username",
+            f"the manager user {cfg.ami.username} lacks write class originate: the supervisor "
+            "desk's listen / whisper / barge (Originate to ChanSpy) are refused",
+        )
 
 
 def _tracked_queues(cfg: Config) -> dict[str, str]:

@@ -27,7 +27,9 @@ from acdbridge.adapters.web.guard import Guard, HttpLimits
 from acdbridge.adapters.web.metrics import Health, MetricsAuth, Scrape
 from acdbridge.adapters.web.recordings import RecordingReads, RecordingsApi
 from acdbridge.adapters.web.server import Handler, Refused, WebServer, shield, static_dir
+from acdbridge.adapters.web.supervisor import SupervisorApi
 from acdbridge.runtime.desk import DeskFeed
+from acdbridge.runtime.supervisor import SupervisorFeed
 
 BOARD_PATHS = frozenset({"/", "/api/board", "/events"})
 PLAIN_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Server": "acdbridge"}
@@ -56,6 +58,8 @@ def build_site(
     access: AccessService | None = None,
     actions: AgentActions | None = None,
     desk: DeskFeed | None = None,
+    supervisor: SupervisorFeed | None = None,
+    phones: dict[str, str] | None = None,
     clock: Callable[[], float] = time.time,
     recordings: tuple[RecordingReads, Path] | None = None,  # the store, the recordings' directory
 ) -> WebServer:
@@ -91,6 +95,11 @@ def build_site(
         desk.on_history.append(desks.tick)
         server.on_tick.append(desks.tick)
         server.on_stop.append(desks.end_streams)
+    if web_access is not None and supervisor is not None:  # the supervisor desk (docs/desk.md)
+        sup = SupervisorApi(web_access, supervisor, actions, phones or {}, clock)
+        sup.routes(app)
+        server.on_tick.append(sup.tick)
+        server.on_stop.append(sup.end_streams)
     return server
 
 
