@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from acdbridge.core.kpi import DAY_S, KpiConfig, QueueKpiConfig
 from acdbridge.core.limits import Limits
 from acdbridge.core.report import ReportConfig
+from acdbridge.core.webhooks import Endpoint
 from acdbridge.errors import AcdError
 from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 from acdbridge.settings import checks
@@ -64,12 +65,14 @@ from acdbridge.settings.privacyconf import PrivacyConfig, default_key_file, pars
 from acdbridge.settings.problems import Problems, dotted, get, known, table
 from acdbridge.settings.reportconf import default_sl_target, parse_report
 from acdbridge.settings.secrets import secret
+from acdbridge.settings.webhookconf import parse_webhooks
 
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits",
-            "access", "privacy", "targets", "desk", "smtp", "reports"} | FLOW_SECTIONS  # fmt: skip
+            "access", "privacy", "targets", "desk", "smtp", "reports",
+            "webhooks"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -126,6 +129,7 @@ class Config:
     desk: DeskConfig = field(default_factory=DeskConfig)  # the agent desk: targets, history
     smtp: SmtpConfig | None = None  # no [smtp]: scheduled reports are written, not mailed
     reports: ReportsConfig = field(default_factory=lambda: default_reports(StoreConfig().path))
+    webhooks: tuple[Endpoint, ...] = ()  # [[webhooks]]: signed events from the store's outbox
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -331,9 +335,10 @@ def validate(
     desk = parse_desk(p, sections["desk"])
     smtp = parse_smtp(p, table(p, data["smtp"], "smtp"), env) if "smtp" in data else None
     reports = parse_reports(p, table(p, data.get("reports", {}), "reports"), store.path, report, smtp)
+    webhooks = parse_webhooks(p, data["webhooks"], env) if "webhooks" in data else ()
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, parse_flow(data, p), journal=journal, limits=limits,
                  access=access, privacy=privacy, report=report, desk=desk,
-                 smtp=smtp, reports=reports)  # fmt: skip
+                 smtp=smtp, reports=reports, webhooks=webhooks)  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

@@ -17,13 +17,17 @@ Version 3 is access (issue 14): `accounts` (site-wide, keyed by username alone) 
 
 Version 4 is callers' personal data (issue 14, docs/privacy.md): `pseudonymised_at` on visits and
 IVR legs (NULL: the caller fields are as the PBX gave them), with a partial index of the rows
-still to do by end time, so the daily job reads only what it has to change and never rescans."""
+still to do by end time, so the daily job reads only what it has to change and never rescans.
+
+Version 5 is the webhooks' outbox (issue 17, docs/webhooks.md): one row per event and endpoint,
+unique by (pbx, endpoint, idempotency_key) so a replayed record adds nothing, with a partial
+index of the pending rows in id order (the sender reads only those)."""
 
 from __future__ import annotations
 
 from acdbridge.errors import StoreUnusable
 
-LATEST = 4
+LATEST = 5
 
 
 def _rebuild(table: str, columns: str, key: str, index: str | None) -> list[str]:
@@ -53,6 +57,13 @@ _ACCOUNTS = ("username TEXT PRIMARY KEY, role TEXT NOT NULL, agent TEXT NOT NULL
 _AUDIT = ("ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
           "outcome TEXT NOT NULL, address TEXT NOT NULL, detail TEXT NOT NULL, "
           "pbx TEXT NOT NULL")  # fmt: skip
+
+_OUTBOX = ("pbx TEXT NOT NULL, endpoint TEXT NOT NULL, call_key TEXT NOT NULL, event TEXT NOT NULL, "
+           "idempotency_key TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL, "
+           "since REAL NOT NULL, attempts INTEGER NOT NULL, next_attempt REAL NOT NULL, "
+           "state TEXT NOT NULL, last_error TEXT NOT NULL, delivered_at REAL, "
+           "UNIQUE (pbx, endpoint, idempotency_key))")  # fmt: skip
+_OUTBOX_INDEX = "CREATE INDEX outbox_pending ON outbox (pbx, endpoint, id) WHERE state = 'pending'"
 
 # both backends: partial indexes (a pseudonymised row leaves the index)
 _TO_PSEUDONYMISE = [
@@ -105,6 +116,7 @@ SQLITE: dict[int, list[str]] = {
         "ALTER TABLE ivr_legs ADD COLUMN pseudonymised_at REAL",
         *_TO_PSEUDONYMISE,
     ],
+    5: [f"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, {_OUTBOX})", _OUTBOX_INDEX],
 }
 
 
@@ -157,6 +169,12 @@ POSTGRES: dict[int, list[str]] = {
         "ALTER TABLE visits ADD COLUMN pseudonymised_at DOUBLE PRECISION",
         "ALTER TABLE ivr_legs ADD COLUMN pseudonymised_at DOUBLE PRECISION",
         *_TO_PSEUDONYMISE,
+    ],
+    5: [
+        "CREATE TABLE outbox (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        + _OUTBOX.replace(" REAL", " DOUBLE PRECISION")
+        + ")",
+        _OUTBOX_INDEX,
     ],
 }
 assert set(SQLITE) == set(POSTGRES) == set(range(1, LATEST + 1))
