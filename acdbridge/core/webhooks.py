@@ -58,6 +58,11 @@ def _num(value: Any) -> str:
     return repr(float(value))
 
 
+def wants_call_events(endpoints: Iterable[Endpoint]) -> bool:
+    """Whether the engine need emit call.offered / call.answered at all."""
+    return any(e.events & set(CALL_EVENTS) for e in endpoints)
+
+
 def record_key(event: str, record: Record) -> str:
     """The record's own key (the store's unique key of its table) for this event type."""
     uid = str(record.get("uniqueid", ""))

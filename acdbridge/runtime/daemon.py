@@ -31,6 +31,7 @@ from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store
 from acdbridge.adapters.systemd import Notifier
 from acdbridge.adapters.web.server import WebServer
+from acdbridge.adapters.webhooks import WebhookSender
 from acdbridge.config import Config
 from acdbridge.errors import AgiPortInUse, HttpPortInUse, StartupError
 from acdbridge.runtime import health as rt_health
@@ -80,6 +81,7 @@ class Parts:
     mqtt: MqttPublisher | None = None
     privacy: PrivacyJob | None = None  # the daily job on callers' data ([privacy])
     reports: ReportJob | None = None  # [[reports.schedule]]: made, written, mailed
+    webhooks: WebhookSender | None = None  # [[webhooks]]: the outbox delivered (docs/webhooks.md)
     lag: rt_health.LoopLag = field(default_factory=rt_health.LoopLag)
     notifier: Notifier = field(default_factory=Notifier)
 
@@ -177,6 +179,8 @@ class Daemon:
             tasks["privacy"] = partial(p.privacy.run, stop)
         if p.reports is not None:
             tasks["reports"] = partial(p.reports.run, stop)
+        if p.webhooks is not None:
+            tasks["webhooks"] = partial(p.webhooks.run, stop)
         if p.agi is not None and p.members is not None:
             tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
             tasks["member-sync"] = partial(p.members.run, stop)
