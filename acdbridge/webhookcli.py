@@ -73,9 +73,7 @@ def _cmd_retry(args: argparse.Namespace) -> int:
             if row is None:
                 raise WebhookCliError(f"no outbox row {args.id} (of pbx {store.pbx!r})")
             if row.state != "dead":
-                raise WebhookCliError(
-                    f"outbox row {args.id} is {row.state}, not dead: only dead rows are retried"
-                )
+                raise WebhookCliError(f"outbox row {args.id} is {row.state}: only dead rows are retried")
         n = store.outbox_retry(args.id, time.time())
         target = "all-dead" if args.id is None else str(args.id)
         store.audit(AuditEntry(time.time(), actor(), "webhook_retry", target, "ok", "", f"rows {n}"))

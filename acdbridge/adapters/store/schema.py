@@ -62,7 +62,7 @@ _OUTBOX = ("pbx TEXT NOT NULL, endpoint TEXT NOT NULL, call_key TEXT NOT NULL, e
            "idempotency_key TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL, "
            "since REAL NOT NULL, attempts INTEGER NOT NULL, next_attempt REAL NOT NULL, "
            "state TEXT NOT NULL, last_error TEXT NOT NULL, delivered_at REAL, "
-           "UNIQUE (pbx, endpoint, idempotency_key))")  # fmt: skip
+           "UNIQUE (pbx, endpoint, idempotency_key)")  # fmt: skip
 _OUTBOX_INDEX = "CREATE INDEX outbox_pending ON outbox (pbx, endpoint, id) WHERE state = 'pending'"
 
 # both backends: partial indexes (a pseudonymised row leaves the index)
