@@ -62,6 +62,7 @@ class WebhookStats:
     dead: dict[str, int] = field(default_factory=dict)  # dead rows in the store
     in_flight: dict[str, int] = field(default_factory=dict)
     store_errors: int = 0  # reading or settling failed (the row stays pending: sent again later)
+    errors: int = 0  # a delivery that failed in the sender itself (a bug): the row is sent again
 
 
 class WebhookSender:
@@ -134,12 +135,15 @@ class WebhookSender:
                 result = after_failure(row.attempts + 1, row.since, now, ep, random.uniform(0.5, 1.0), error)
                 if result.state == "dead":
                     self.stats.dead_letters[ep.name] += 1
-                    log.error("webhook_dead", endpoint=ep.name, id=row.id, event=row.event,
+                    log.error("webhook_dead", endpoint=ep.name, id=row.id, hook_event=row.event,
                               key=row.idempotency_key, attempts=result.attempts, error=error)  # fmt: skip
                 else:
-                    log.warning("webhook_failed", endpoint=ep.name, id=row.id, event=row.event,
+                    log.warning("webhook_failed", endpoint=ep.name, id=row.id, hook_event=row.event,
                                 attempt=result.attempts, error=error)  # fmt: skip
             await self._store(self.store.outbox_settle, row.id, result, now)
+        except Exception:  # a bug here costs this attempt (the row stays pending), never the sender
+            self.stats.errors += 1
+            log.exception("webhook_delivery_failed", endpoint=ep.name, id=row.id)
         finally:
             self.busy[ep.name].pop(row.call_key, None)
             self.stats.in_flight[ep.name] = len(self.busy[ep.name])
@@ -195,10 +199,12 @@ def webhook_families(stats: WebhookStats) -> list[Metric]:
     ]  # fmt: skip
     store = CounterMetricFamily("acd_webhook_store_errors", "Outbox reads or updates that failed "
                                 "(retried: the event stays pending)", value=stats.store_errors)  # fmt: skip
+    bugs = CounterMetricFamily("acd_webhook_sender_errors", "Deliveries that failed in the sender itself "
+                               "(logged with a traceback; sent again)", value=stats.errors)  # fmt: skip
     latency = histogram_family("acd_webhook_delivery_seconds", "From an event's outbox insert to its "
                                "delivery (retries included)", ["endpoint"],
                                (((n,), h) for n, h in stats.latency.items()))  # fmt: skip
-    return [attempts, *gauges, store, latency]
+    return [attempts, *gauges, store, bugs, latency]
 
 
 def _per_endpoint(kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str, doc: str,
