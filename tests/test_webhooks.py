@@ -183,6 +183,10 @@ def test_a_webhook_config_is_read_with_its_secret_from_a_file_or_a_credential(tm
             "webhooks[0].url: expected an http://",
         ),
         ({"secret": "k", "events": ["visit.ended"]}, "webhooks[0].url: is required"),
+        (
+            {"url": "http://h:{port}/", "secret": "k", "events": ["visit.ended"]},
+            "webhooks[0].url: expected an http://",
+        ),
         ({"url": "https://x/", "events": ["visit.ended"]}, "webhooks[0].secret: is required"),
         ({"url": "https://x/", "secret": "k"}, "webhooks[0].events: is required"),
         ({"url": "https://x/", "secret": "k", "events": []}, "webhooks[0].events: is empty"),

@@ -35,8 +35,12 @@ def _url(p: Problems, t: dict[str, Any], where: str) -> str:
             p.error(dotted(where, "url"), "is required")
         return ""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        p.error(dotted(where, "url"), "expected an http:// or https:// URL with a host")
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or out of range
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        p.error(dotted(where, "url"), "expected an http:// or https:// URL with a host (and a port 1-65535)")
         return ""
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
         p.warn(dotted(where, "url"), "is plain http off this host: events carry callers' data; use https")
