@@ -213,3 +213,20 @@ def test_both_backends_have_the_outbox_methods() -> None:
     from acdbridge.adapters.store import PostgresStore
 
     assert issubclass(SqliteStore, OutboxRows) and issubclass(PostgresStore, OutboxRows)
+
+
+def test_an_erasure_deletes_the_webhook_events_naming_the_caller(make_store: Factory) -> None:
+    from acdbridge.core import pseudonym
+
+    store = make_store()
+    mine, other = (
+        visit("a.1", 100.0) | {"caller": "+4930111111"},
+        visit("b.1", 101.0) | {"caller": "+4930999"},
+    )
+    store.write([], [], outbox=[e for v in (mine, other) for e in events_of([CRM], "", "visit", v)])
+    pattern = pseudonym.number_pattern("+49 30 111111")
+    match = pseudonym.caller_matcher("+49 30 111111", None)
+    dry = store.erase_caller(match, lambda text: bool(pattern.search(text)), 1.0, dry_run=True)
+    assert dry.outbox == 1 and len(store.outbox_due("crm")) == 2
+    done = store.erase_caller(match, lambda text: bool(pattern.search(text)), 1.0)
+    assert done.outbox == 1 and [r.call_key for r in store.outbox_due("crm")] == ["b.1"]
