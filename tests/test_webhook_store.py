@@ -90,6 +90,9 @@ def test_settle_list_retry_and_prune(make_store: Factory) -> None:
     ]
     assert store.outbox_prune(before=4999.0) == 0 and store.outbox_prune(before=5000.5) == 1
     assert store.outbox_row(first.id) is None and store.outbox_row(second.id) is not None
+    store.outbox_settle(second.id, Settled(DEAD, 1, 0.0, "HTTP 500"), now=7000.0)
+    assert store.outbox_prune(before=0.0, dead_before=6000.0) == 0  # its window began at 6000
+    assert store.outbox_prune(before=0.0, dead_before=6000.5) == 1 and store.outbox_list() == []
 
 
 def test_each_pbx_sees_its_own_rows(make_store: Factory) -> None:

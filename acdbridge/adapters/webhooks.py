@@ -35,6 +35,7 @@ POLL_S = 1.0  # a round at least this often (the writer's `outboxed` and each an
 COUNT_S = 5.0  # backlog and dead gauges re-read this often
 PRUNE_S = 3600.0
 KEEP_DELIVERED_S = 7 * 86400.0  # delivered rows kept a week (`webhooks list`), then deleted
+KEEP_DEAD_S = 30 * 86400.0  # dead rows a month after their retry window began: time to retry them
 READ_LIMIT = 65536  # bytes of an answer read (and ignored): a receiver cannot flood the daemon
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 OUTCOMES = ("delivered", "http_error", "timeout", "network_error")
@@ -48,7 +49,7 @@ class OutboxStore(Protocol):
     def outbox_due(self, endpoint: str, limit: int = ...) -> list[OutboxRow]: ...
     def outbox_settle(self, row_id: int, result: Settled, now: float) -> None: ...
     def outbox_counts(self) -> dict[tuple[str, str], int]: ...
-    def outbox_prune(self, before: float) -> int: ...
+    def outbox_prune(self, before: float, dead_before: float | None = ...) -> int: ...
 
 
 @dataclass
@@ -112,7 +113,7 @@ class WebhookSender:
                 self.stats.dead[ep.name] = (counts or {}).get((ep.name, "dead"), 0)
         if now - self._pruned >= PRUNE_S:
             self._pruned = now
-            await self._store(self.store.outbox_prune, now - KEEP_DELIVERED_S)
+            await self._store(self.store.outbox_prune, now - KEEP_DELIVERED_S, now - KEEP_DEAD_S)
 
     async def _store(self, call: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T | None:
         """A store call in a worker thread; a failure is logged and counted, never raised."""

@@ -119,10 +119,15 @@ class OutboxRows:
             args.append(row_id)
         return self._change(self._sql(sql), args)
 
-    def outbox_prune(self, before: float) -> int:
-        """Delivered rows delivered before `before` deleted (their payloads hold callers' data)."""
+    def outbox_prune(self, before: float, dead_before: float | None = None) -> int:
+        """Rows delivered before `before`, and dead rows whose retry window began before
+        `dead_before`, deleted (their payloads hold callers' data); how many."""
         sql = "DELETE FROM outbox WHERE pbx = ? AND state = 'delivered' AND delivered_at < ?"
-        return self._change(self._sql(sql), [self.pbx, before])
+        n = self._change(self._sql(sql), [self.pbx, before])
+        if dead_before is not None:
+            sql = "DELETE FROM outbox WHERE pbx = ? AND state = 'dead' AND since < ?"
+            n += self._change(self._sql(sql), [self.pbx, dead_before])
+        return n
 
     def outbox_row(self, row_id: int) -> OutboxRow | None:
         rows = self._select(self._sql(f"SELECT {_COLUMNS} FROM outbox WHERE pbx = ? AND id = ?"),
