@@ -95,7 +95,7 @@ def event_types(kind: str, record: Record) -> list[str]:
 
 def payload(event: str, key: str, pbx: str, record: Record) -> dict[str, Any]:
     """The JSON body: an envelope around the record (a call event's record without `event`)."""
-    data = {k: v for k, v in record.items() if not (event in CALL_EVENTS and k == "event")}
+    data = {k: v for k, v in record.items() if k != "event"} if event in CALL_EVENTS else record
     return {"schema": SCHEMA, "event": event, "idempotency_key": key, "pbx": pbx, "data": data}
 
 

@@ -72,9 +72,10 @@ class OutboxRows:
         """The insert of these events, for the writer's transaction; an event whose payload JSON
         cannot carry (a NaN) is quarantined, as its record would be."""
         now, rows = time.time(), []
+        bodies: dict[int, str] = {}  # endpoints subscribed to one event share its payload: one dumps
         for e in events or ():
             try:
-                body = dumps(e.payload)
+                body = bodies.get(id(e.payload)) or bodies.setdefault(id(e.payload), dumps(e.payload))
                 if self.nul_free and "\x00" in body + e.call_key:
                     raise ValueError("a NUL character in a text column")
             except (TypeError, ValueError) as exc:
