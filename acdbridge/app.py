@@ -23,13 +23,16 @@ from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.metrics import new_registry, render
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store, open_store
+from acdbridge.adapters.store.outbox import OutboxRows
 from acdbridge.adapters.store.privacy import PrivacyRows
 from acdbridge.adapters.store.recordings import RecordingRows
 from acdbridge.adapters.web.metrics import Health, MetricsAuth
 from acdbridge.adapters.web.recordings import RecordingReads
 from acdbridge.adapters.web.server import WebServer
 from acdbridge.adapters.web.site import Gates, build_site
+from acdbridge.adapters.webhooks import WebhookSender
 from acdbridge.config import Config
+from acdbridge.core.webhooks import wants_call_events
 from acdbridge.logmask import mask_callers
 from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.daemon import Daemon, Parts
@@ -75,9 +78,10 @@ def configure_logging(*, mask: bool = True) -> None:
 def build(cfg: Config, store: Store | None = None, config_path: Path | None = None) -> Daemon:
     store = store or open_store(cfg.store, exclusive=True)  # SQLite, or PostgreSQL by url
     stop, inbox = asyncio.Event(), Inbox()
-    writer = StoreWriter(store, inbox.queue.maxsize, stop)
+    writer = StoreWriter(store, inbox.queue.maxsize, stop, cfg.webhooks, cfg.store.pbx)
     engine = Engine(cfg.kpi, cfg.wrapup_s, to_store(writer), cfg.limits,
-                    on_problem=lambda text: log.warning("tracker_problem", problem=text))  # fmt: skip
+                    on_problem=lambda text: log.warning("tracker_problem", problem=text),
+                    call_events=wants_call_events(cfg.webhooks))  # fmt: skip
     journal = checkpoints = None
     if (j := cfg.journal) is not None:
         journal = Journal(
@@ -103,6 +107,9 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
     recordings = None
     if records and isinstance(store, RecordingRows):  # both backends are; not a test's stand-in
         recordings = RecordingIndexer(cfg.recording, store, cfg.privacy.retain_s)
+    hooks = None
+    if cfg.webhooks and isinstance(store, OutboxRows):  # both backends are
+        hooks = WebhookSender(cfg.webhooks, store, writer.outboxed)
     views = Views(engine, cfg.kpi)
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
@@ -114,7 +121,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
                   members=members, mqtt=MqttPublisher(cfg.mqtt) if cfg.mqtt else None,
-                  privacy=privacy, reports=reports, recordings=recordings)  # fmt: skip
+                  privacy=privacy, reports=reports, recordings=recordings, webhooks=hooks)  # fmt: skip
     daemon = Daemon(parts)
     return daemon
 

@@ -15,6 +15,7 @@ from acdbridge.lab.labcli import add_parser as add_lab_parser
 from acdbridge.purge import add_parser as add_purge_parser
 from acdbridge.reportcli import add_parser as add_report_parser
 from acdbridge.reportrun import add_parser as add_report_run_parser
+from acdbridge.webhookcli import add_parser as add_webhooks_parser
 
 
 def _say(line: str) -> None:
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_run_parser(sub)
     add_users_parser(sub)
     add_purge_parser(sub)
+    add_webhooks_parser(sub)
     _add_prompts(sub)
     add_lab_parser(sub)
     return parser

@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from acdbridge.core.kpi import DAY_S, KpiConfig, QueueKpiConfig
 from acdbridge.core.limits import Limits
 from acdbridge.core.report import ReportConfig
+from acdbridge.core.webhooks import Endpoint
 from acdbridge.errors import AcdError
 from acdbridge.flowconfig import AGENT_KEYS, FLOW_SECTIONS, FlowConfig, FlowConfigError, parse_flow
 from acdbridge.settings import checks
@@ -66,13 +67,14 @@ from acdbridge.settings.recordconf import RecordingConfig, parse_recording
 from acdbridge.settings.reportconf import default_sl_target, parse_report
 from acdbridge.settings.secrets import secret
 from acdbridge.settings.supconf import SupervisorConfig, parse_supervisor
+from acdbridge.settings.webhookconf import parse_webhooks
 
 __all__ = ["AmiConfig", "Config", "ConfigError", "FlowConfig", "FlowConfigError", "HttpConfig",
            "StoreConfig", "load", "parse", "read", "validate"]  # fmt: skip
 PBX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECTIONS = {"ami", "store", "queues", "http", "kpi", "agents", "mqtt", "journal", "limits", "access",
-            "privacy", "targets", "desk", "smtp", "reports", "recording",
-            "supervisor"} | FLOW_SECTIONS  # fmt: skip
+            "privacy", "targets", "desk", "smtp", "reports", "recording", "supervisor",
+            "webhooks"} | FLOW_SECTIONS  # fmt: skip
 
 
 class ConfigError(AcdError):
@@ -131,6 +133,7 @@ class Config:
     smtp: SmtpConfig | None = None  # no [smtp]: scheduled reports are written, not mailed
     reports: ReportsConfig = field(default_factory=lambda: default_reports(StoreConfig().path))
     recording: RecordingConfig = field(default_factory=RecordingConfig)  # the PBX's recordings
+    webhooks: tuple[Endpoint, ...] = ()  # [[webhooks]]: signed events from the store's outbox
 
 
 def _store(p: Problems, t: dict[str, Any], env: Mapping[str, str]) -> StoreConfig:
@@ -340,9 +343,11 @@ def validate(
     flow = parse_flow(data, p)
     reasons = set(flow.pause_reasons.values()) if flow is not None else None
     sup = parse_supervisor(p, table(p, data.get("supervisor", {}), "supervisor"), reasons)
+    webhooks = parse_webhooks(p, data["webhooks"], env) if "webhooks" in data else ()
     cfg = Config(ami, store, wrapup, http, kpi, mqtt, flow, journal=journal, limits=limits,
-                 access=access, privacy=privacy, report=report, desk=desk, supervisor=sup,
-                 smtp=smtp, reports=reports, recording=parse_recording(p, sections["recording"]))  # fmt: skip
+                 access=access, privacy=privacy, report=report, desk=desk, supervisor=sup, smtp=smtp,
+                 reports=reports, recording=parse_recording(p, sections["recording"]),
+                 webhooks=webhooks)  # fmt: skip
     checks.check(cfg, p, data)
     return cfg, p
 

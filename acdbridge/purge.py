@@ -117,7 +117,8 @@ def report(number: str, erasure: Erasure, scan: JournalScan | None, site: Site, 
     lines = [f"caller {mask_number(number)}{' (dry run: nothing changed)' if dry_run else ''}:",
              f"  store: {visits} and {legs} {verb} "
              f"made anonymous (caller number and name blanked; durations and outcomes kept)",
-             f"  store: {_n(erasure.quarantine, 'quarantined row')} {verb} deleted, "
+             f"  store: {_n(erasure.quarantine, 'quarantined row')} and "
+             f"{_n(erasure.outbox, 'webhook event')} {verb} deleted, "
              f"{_n(erasure.saved_state, 'saved call')} in progress {verb} blanked"]  # fmt: skip
     if scan is None:
         lines.append("  journal: none")
@@ -161,7 +162,8 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         erasure = store.erase_caller(match, found, time.time(), dry_run=args.dry_run)
         scan = scan_journal(site.journal, found, args.dry_run) if site.journal is not None else None
         detail = (f"visits {erasure.rows['visits']}, ivr_legs {erasure.rows['ivr_legs']}, quarantine "
-                  f"{erasure.quarantine}, saved {erasure.saved_state}, segments deleted "
+                  f"{erasure.quarantine}, outbox {erasure.outbox}, saved {erasure.saved_state}, segments "
+                  f"deleted "
                   f"{len(scan.deleted) if scan else 0}, kept {len(scan.kept) if scan else 0}")  # fmt: skip
         target = pseudo or mask_number(number)
         store.audit(AuditEntry(time.time(), actor(), "caller_purge", target,

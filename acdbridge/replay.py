@@ -13,6 +13,7 @@ from acdbridge.adapters.store import Store
 from acdbridge.config import Config
 from acdbridge.core.kpi import Kpis, kpis_over
 from acdbridge.core.pipeline import Record
+from acdbridge.core.webhooks import wants_call_events
 from acdbridge.errors import AcdError
 from acdbridge.runtime.engine import Engine
 from acdbridge.runtime.track import QUEUE_SIZE
@@ -76,9 +77,9 @@ async def replay_into_store(path: Path, cfg: Config, store: Store,
     (runtime/recovery.py): the writer is drained whenever a batch is queued, so a long trace
     never overflows its queue. Visits, agent states, IVR legs and feedback land in their tables
     exactly as the live daemon writes them (idempotent keys: a second replay adds nothing)."""
-    writer = StoreWriter(store, QUEUE_SIZE)  # the daemon's size
+    writer = StoreWriter(store, QUEUE_SIZE, hooks=cfg.webhooks, pbx=cfg.store.pbx)  # the daemon's size
     engine = Engine(cfg.kpi, cfg.wrapup_s, lambda o: writer.put(o.kind, o.record), cfg.limits,
-                    on_problem=on_problem)  # fmt: skip
+                    on_problem=on_problem, call_events=wants_call_events(cfg.webhooks))  # fmt: skip
     for _ in feed(engine, path):
         if writer.queue.qsize() >= BATCH:
             await writer.drain()

@@ -158,9 +158,12 @@ def _histogram(
     name: str, doc: str, labels: list[str], items: Iterable[tuple[tuple[str, ...], Histogram]]
 ) -> Metric:
     family = HistogramMetricFamily(name, doc, labels=labels)
-    for values, hist in sorted(items):
+    for values, hist in sorted(items, key=lambda item: item[0]):
         family.add_metric(list(values), hist.cumulative(), hist.total)
     return family
+
+
+histogram_family = _histogram  # for the adapters that export their own (adapters/webhooks.py)
 
 
 def _call_flow_families(tallies: Tallies) -> list[Metric]:

@@ -56,7 +56,10 @@ def on_called(t: CallTracker, msg: AmiMessage, ts: float, _source: str) -> None:
     t.offered(interface, msg.headers.get("Queue", ""), ts)  # the offer ends the last wrap-up
     v = unseen.named(t, msg)
     if v is not None and step(v, "AgentCalled", t.ignored):
+        rang = len(v.ring_attempts)
         machine.ring(v, msg.headers.get("MemberName", ""), interface, ts, t.ignored)
+        if t.on_live is not None and len(v.ring_attempts) > rang:  # a new ring, not a duplicate
+            t.on_live("call.offered", v, v.ring_attempts[-1])
 
 
 def _end_ring(t: CallTracker, msg: AmiMessage, ts: float, result: str) -> None:

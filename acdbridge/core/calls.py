@@ -30,7 +30,7 @@ from acdbridge.core.dialplan import DialplanQueues
 from acdbridge.core.ledger import Ledger
 from acdbridge.core.machine import step
 from acdbridge.core.values import MAX_TS, MIN_TS, RECEIVE_SKEW_S, Problems
-from acdbridge.core.visit import Outcome, Visit, record_of, visit_dict, visit_of
+from acdbridge.core.visit import Outcome, RingAttempt, Visit, record_of, visit_dict, visit_of
 from acdbridge.core.wraps import WrapUps
 
 # A caller's Hangup while talking is normally followed at once by AgentComplete. Asterisk 22
@@ -69,6 +69,9 @@ class CallTracker:
         self.problems = problems if problems is not None else Problems(on_problem)
         # the resync's vanished callers go here first (core/gap.py); True: it has taken them
         self.on_vanished: Callable[[list[Visit], float, set[str]], bool] | None = None
+        # live moments for webhooks (core/webhooks.py): "call.offered" with its ring attempt at
+        # AgentCalled, "call.answered" at AgentConnect (not queue_log's answers in a gap)
+        self.on_live: Callable[[str, Visit, RingAttempt | None], None] | None = None
         self.active: dict[str, Visit] = {}  # caller uniqueid -> its current visit
         self.by_agent_channel: dict[str, Visit] = {}  # agent channel uniqueid -> visit talking
         self.wraps = WrapUps(wrapup_s, self._wrap_done, on_wrap_end, on_problem)
@@ -227,6 +230,8 @@ class CallTracker:
             timeless.answered(v, msg)
         if v.agent_uniqueid:
             self.by_agent_channel[v.agent_uniqueid] = v
+        if self.on_live is not None:
+            self.on_live("call.answered", v, None)
 
     def answered_in_gap(self, v: Visit, ts: float, agent: str, agent_uniqueid: str) -> None:
         """queue_log's CONNECT, in a gap, of a caller tracked waiting: the answer AMI never told

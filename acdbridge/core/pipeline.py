@@ -18,6 +18,7 @@ from acdbridge.core.routing import MemberBook
 from acdbridge.core.tallies import Tallies
 from acdbridge.core.values import MAX_TS, MIN_TS, Problems, checked
 from acdbridge.core.visit import RingAttempt, Visit
+from acdbridge.core.webhooks import live_record
 
 Record = dict[str, Any]
 DEFAULT_SHORT_ABANDON_S = 5.0
@@ -46,6 +47,7 @@ class Pipeline:
         on_leg: Callable[[Record], None] | None = None,
         on_feedback: Callable[[Record], None] | None = None,
         limits: Limits | None = None,
+        on_call_event: Callable[[Record], None] | None = None,
     ) -> None:
         # bad input and state evictions by short kind (a small fixed set, core/values.py
         # PROBLEM_KINDS: bounded metric labels); the first of each kind goes to on_problem
@@ -67,6 +69,11 @@ class Pipeline:
         self.janitor = Janitor(limits or Limits(), self.problems, self.calls, self.agents, self.members)
         self.legs = LegTracker(self._leg_done, self._feedback, self.calls.call_of_agent, self.calls.queue_of)
         self.cards = CallerCards()  # what the greeting learnt about each caller: the desk's screen pop
+        if on_call_event is not None:  # webhooks want call.offered / call.answered (core/webhooks.py)
+            cards = self.cards.cards
+            self.calls.on_live = lambda event, v, ring: on_call_event(
+                live_record(event, v, ring, cards.get(v.uniqueid))
+            )
         # kept only without callbacks (a replay)
         self.ivr_legs: list[Record] = []
         self.feedback: list[Record] = []

@@ -31,6 +31,7 @@ from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store
 from acdbridge.adapters.systemd import Notifier
 from acdbridge.adapters.web.server import WebServer
+from acdbridge.adapters.webhooks import WebhookSender
 from acdbridge.config import Config
 from acdbridge.errors import AgiPortInUse, HttpPortInUse, StartupError
 from acdbridge.runtime import health as rt_health
@@ -82,6 +83,7 @@ class Parts:
     privacy: PrivacyJob | None = None  # the daily job on callers' data ([privacy])
     reports: ReportJob | None = None  # [[reports.schedule]]: made, written, mailed
     recordings: RecordingIndexer | None = None  # a hotline records: the files indexed, expired
+    webhooks: WebhookSender | None = None  # [[webhooks]]: the outbox delivered (docs/webhooks.md)
     lag: rt_health.LoopLag = field(default_factory=rt_health.LoopLag)
     notifier: Notifier = field(default_factory=Notifier)
 
@@ -190,6 +192,8 @@ class Daemon:
             tasks["reports"] = partial(p.reports.run, stop)
         if p.recordings is not None:
             tasks["recordings"] = partial(p.recordings.run, stop)
+        if p.webhooks is not None:
+            tasks["webhooks"] = partial(p.webhooks.run, stop)
         if p.agi is not None and p.members is not None:
             tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
             tasks["member-sync"] = partial(p.members.run, stop)

@@ -29,7 +29,8 @@ from acdbridge.core.pipeline import Pipeline, Record
 from acdbridge.core.qlines import lines_of
 
 log = structlog.get_logger("acdbridge")
-Kind = Literal["visit", "agent_state", "ivr", "feedback"]
+# call_event: call.offered / call.answered for webhooks (no table: only their outbox rows are stored)
+Kind = Literal["visit", "agent_state", "ivr", "feedback", "call_event"]
 KINDS: tuple[Kind, ...] = ("visit", "agent_state", "ivr", "feedback")
 
 
@@ -57,6 +58,7 @@ class Engine:
         out: OnOutput | None = None,
         limits: Limits | None = None,
         on_problem: Callable[[str], None] | None = None,
+        call_events: bool = False,
     ) -> None:
         self.kpis = KpiEngine(kpi)
         self.kept: list[Output] = []  # without `out` (a replay): every output, in order
@@ -70,6 +72,7 @@ class Engine:
             on_leg=lambda r: self._emit("ivr", r),
             on_feedback=lambda r: self._emit("feedback", r),
             limits=limits,
+            on_call_event=(lambda r: self._emit("call_event", r)) if call_events else None,
         )
         self.parser: FrameParser = self.pipeline.new_parser()
         self.messages = 0

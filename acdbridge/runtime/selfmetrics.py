@@ -17,6 +17,7 @@ from acdbridge.adapters.metrics import (
     daemon_families,
     http_family,
 )
+from acdbridge.adapters.webhooks import webhook_families
 from acdbridge.core.values import PROBLEM_KINDS
 from acdbridge.runtime.reportjob import report_families
 
@@ -85,6 +86,8 @@ class SelfMetrics:
             out += privacy_families(job)
         if (reports := self.p.reports) is not None:
             out += report_families(reports)
+        if (hooks := self.p.webhooks) is not None:
+            out += webhook_families(hooks.stats)
         if (mqtt := self.p.mqtt) is not None:
             out += [
                 CounterMetricFamily("acd_mqtt_published", "MQTT messages the broker acknowledged",

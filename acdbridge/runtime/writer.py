@@ -11,7 +11,12 @@ Each batch's write time goes to a histogram (`acd_store_write_seconds`).
 Every record put gets a sequence number, so a checkpoint can ask "is everything up to record n
 stored?" (`covered`). A record dropped or lost blocks every later checkpoint of this run: the
 journal since the last checkpoint is then replayed at the next start and the record written
-again (the store ignores the ones it already has)."""
+again (the store ignores the ones it already has).
+
+With webhooks (docs/webhooks.md) each batch's outbox rows go into the same transaction as the
+records they come from: visits and call events with `write`, dispositions with `write_flow`,
+so an event is stored exactly when its record is. `call_event` records (call.offered and
+call.answered) have no table of their own: their outbox rows are all that is stored of them."""
 
 from __future__ import annotations
 
@@ -20,12 +25,14 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import structlog
 
 from acdbridge.adapters.reconnect import backoff_delay
 from acdbridge.adapters.store import Record, Store, StoreUnavailable
 from acdbridge.core.tallies import Histogram
+from acdbridge.core.webhooks import Endpoint, Event, events_of
 
 log = structlog.get_logger("acdbridge.writer")
 BATCH = 500
@@ -47,8 +54,11 @@ class WriterStats:
 
 
 class StoreWriter:
-    def __init__(self, store: Store, size: int, stop: asyncio.Event | None = None) -> None:
+    def __init__(self, store: Store, size: int, stop: asyncio.Event | None = None,
+                 hooks: tuple[Endpoint, ...] = (), pbx: str = "") -> None:  # fmt: skip
         self.store = store
+        self.hooks, self.pbx = hooks, pbx
+        self.outboxed = asyncio.Event()  # set when a batch stored webhook events (the sender wakes)
         self.stop = stop  # once set, an unreachable database is given up on like any failure
         self.queue: asyncio.Queue[Item] = asyncio.Queue(size)
         self.stats = WriterStats()
@@ -103,26 +113,47 @@ class StoreWriter:
         for item in batch:
             if item is not None:
                 by_kind.setdefault(item[0], []).append(item[1])
-        if any(by_kind.values()) and not await self._store_batch(by_kind):
+        if any(by_kind.values()) and not await self._store_batch(by_kind, self._events(batch)):
             self._lost(min(seqs))
         if seqs:
             self.settled = max(self.settled, *seqs)
         return None in batch
 
-    async def _store_batch(self, by_kind: dict[str, list[Record]]) -> bool:
+    def _events(self, batch: list[Item]) -> tuple[list[Event], list[Event]]:
+        """The batch's webhook events in the order their records came (a call's order): those
+        stored with `write`, and the dispositions stored with `write_flow`."""
+        main: list[Event] = []
+        flow: list[Event] = []
+        for item in batch:
+            if item is not None and self.hooks:
+                (flow if item[0] == "feedback" else main).extend(events_of(self.hooks, self.pbx, *item[:2]))
+        return main, flow
+
+    @staticmethod
+    def _with(events: list[Event]) -> dict[str, list[Event]]:
+        """No outbox argument without events: a store without webhooks is called as before."""
+        return {"outbox": events} if events else {}
+
+    async def _store_batch(
+        self, by_kind: dict[str, list[Record]], events: tuple[list[Event], list[Event]]
+    ) -> bool:
         visits, states = by_kind["visit"], by_kind["agent_state"]
         legs, feedback = by_kind["ivr"], by_kind["feedback"]
+        main, flow = events
         attempt = failures = 0  # failures: of this batch, the backoff's (one outage, not the run's)
         while attempt < RETRIES:
             started = time.perf_counter()
             try:
-                if visits or states:
-                    await asyncio.to_thread(self.store.write, visits, states)
+                if visits or states or main:
+                    await asyncio.to_thread(partial(self.store.write, visits, states, **self._with(main)))
                     self.stats.visits_stored += len(visits)
                     self.stats.states_stored += len(states)
-                    visits, states = [], []  # stored: a retry of the rest must not count them twice
-                if legs or feedback:
-                    await asyncio.to_thread(self.store.write_flow, legs, feedback)
+                    visits, states, main = [], [], []  # stored: a retry of the rest must not count them twice
+                if legs or feedback or flow:
+                    write_flow = partial(self.store.write_flow, legs, feedback, **self._with(flow))
+                    await asyncio.to_thread(write_flow)
+                if events[0] or events[1]:
+                    self.outboxed.set()
                 self.stats.write_seconds.observe(time.perf_counter() - started)
                 self.stats.failing = False
                 return True

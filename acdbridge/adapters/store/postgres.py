@@ -45,6 +45,7 @@ from acdbridge.adapters.store.common import (
     strict_loads,
     with_pbx,
 )
+from acdbridge.adapters.store.outbox import Outbox, OutboxRows
 from acdbridge.adapters.store.privacy import PrivacyRows
 from acdbridge.adapters.store.recordings import RecordingRows
 from acdbridge.errors import StoreLocked, StoreUnusable
@@ -114,7 +115,7 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = %s"
 
 
-class PostgresStore(Checked, AccessRows, PrivacyRows, RecordingRows):
+class PostgresStore(Checked, AccessRows, PrivacyRows, RecordingRows, OutboxRows):
     """One connection, used under a lock (the daemon's writer task serialises anyway)."""
 
     nul_free = True
@@ -231,15 +232,17 @@ class PostgresStore(Checked, AccessRows, PrivacyRows, RecordingRows):
     def _flag(self, value: bool) -> bool:
         return value
 
-    def write(self, visits: list[Record], agent_states: list[Record]) -> int:
-        """Store a batch in one transaction; returns how many rows were new."""
+    def write(self, visits: list[Record], agent_states: list[Record], outbox: Outbox = None) -> int:
+        """Store a batch in one transaction (with the webhook events it makes); how many rows were new."""
         visit_rows, state_rows = self._rows("visits", visits), self._rows("agent_states", agent_states)
-        return self._batch([(_insert("visits"), visit_rows), (_insert("agent_states"), state_rows)])
+        return self._batch([(_insert("visits"), visit_rows), (_insert("agent_states"), state_rows),
+                            self.outbox_statement(outbox)])  # fmt: skip
 
-    def write_flow(self, legs: list[Record], feedback: list[Record]) -> int:
+    def write_flow(self, legs: list[Record], feedback: list[Record], outbox: Outbox = None) -> int:
         """IVR legs (idempotent) and feedback (a disposition entered again replaces the first)."""
         leg_rows, feedback_rows = self._rows("ivr_legs", legs), self._rows("feedback", feedback)
-        return self._batch([(_insert("ivr_legs"), leg_rows), (_FEEDBACK_UPSERT, feedback_rows)])
+        return self._batch([(_insert("ivr_legs"), leg_rows), (_FEEDBACK_UPSERT, feedback_rows),
+                            self.outbox_statement(outbox)])  # fmt: skip
 
     def visits(
         self, since: float, until: float, queue: str | None = None, *, pbx: str | None = None

@@ -27,6 +27,7 @@ class Erasure:
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KEYS, 0))
     quarantine: int = 0  # quarantined rows naming the number: deleted
     saved_state: int = 0  # calls in progress in a saved tracker state: their caller blanked
+    outbox: int = 0  # webhook events naming the number, in any state: deleted (never sent)
 
 
 class PrivacyRows:
@@ -77,8 +78,8 @@ class PrivacyRows:
     def erase_caller(self, match: Callable[[object], bool], text_match: Callable[[str], bool],
                      now: float, *, dry_run: bool = False) -> Erasure:  # fmt: skip
         """Blank the caller fields of every record of this number (all PBXes), delete the
-        quarantined rows naming it and blank it in saved tracker states. `match` tests a field,
-        `text_match` a raw text. dry_run: only count."""
+        quarantined rows and webhook events naming it and blank it in saved tracker states.
+        `match` tests a field, `text_match` a raw text. dry_run: only count."""
         found = Erasure()
         for table in KEYS:
             found.rows[table] = self._erase_rows(table, match, now, dry_run)
@@ -87,6 +88,11 @@ class PrivacyRows:
         found.quarantine = len(doomed)
         if doomed and not dry_run:
             self._batch([(self._sql("DELETE FROM quarantine WHERE id = ?"), doomed)])
+        outbox = self._select("SELECT id, payload FROM outbox", [])
+        events = [(oid,) for oid, raw in outbox if text_match(raw)]
+        found.outbox = len(events)
+        if events and not dry_run:  # a pending event is not sent either: the erasure comes first
+            self._batch([(self._sql("DELETE FROM outbox WHERE id = ?"), events)])
         for key, raw in self._select(f"SELECT {self._state_key}, state FROM tracker_state", []):
             try:
                 state, count = pseudonym.erase_in(strict_loads(raw), match) if text_match(raw) else (None, 0)

@@ -20,13 +20,17 @@ IVR legs (NULL: the caller fields are as the PBX gave them), with a partial inde
 still to do by end time, so the daily job reads only what it has to change and never rescans.
 
 Version 5 is call recordings (issue 17, docs/recording.md): `recordings`, one row per recorded
-call, keyed by pbx and the caller's uniqueid, with an index by time for the retention."""
+call, keyed by pbx and the caller's uniqueid, with an index by time for the retention.
+
+Version 6 is the webhooks' outbox (issue 17, docs/webhooks.md): one row per event and endpoint,
+unique by (pbx, endpoint, idempotency_key) so a replayed record adds nothing, with a partial
+index of the pending rows in id order (the sender reads only those)."""
 
 from __future__ import annotations
 
 from acdbridge.errors import StoreUnusable
 
-LATEST = 5
+LATEST = 6
 
 
 def _rebuild(table: str, columns: str, key: str, index: str | None) -> list[str]:
@@ -60,6 +64,13 @@ _ACCOUNTS = ("username TEXT PRIMARY KEY, role TEXT NOT NULL, agent TEXT NOT NULL
 _AUDIT = ("ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
           "outcome TEXT NOT NULL, address TEXT NOT NULL, detail TEXT NOT NULL, "
           "pbx TEXT NOT NULL")  # fmt: skip
+
+_OUTBOX = ("pbx TEXT NOT NULL, endpoint TEXT NOT NULL, call_key TEXT NOT NULL, event TEXT NOT NULL, "
+           "idempotency_key TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL, "
+           "since REAL NOT NULL, attempts INTEGER NOT NULL, next_attempt REAL NOT NULL, "
+           "state TEXT NOT NULL, last_error TEXT NOT NULL, delivered_at REAL, "
+           "UNIQUE (pbx, endpoint, idempotency_key)")  # fmt: skip
+_OUTBOX_INDEX = "CREATE INDEX outbox_pending ON outbox (pbx, endpoint, id) WHERE state = 'pending'"
 
 # both backends: partial indexes (a pseudonymised row leaves the index)
 _TO_PSEUDONYMISE = [
@@ -113,6 +124,7 @@ SQLITE: dict[int, list[str]] = {
         *_TO_PSEUDONYMISE,
     ],
     5: [f"CREATE TABLE recordings ({_RECORDINGS})", _RECORDINGS_BY_TIME],
+    6: [f"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, {_OUTBOX})", _OUTBOX_INDEX],
 }
 
 
@@ -169,6 +181,12 @@ POSTGRES: dict[int, list[str]] = {
     5: [
         f"CREATE TABLE recordings ({_pg(_RECORDINGS).replace('bytes INTEGER', 'bytes BIGINT')})",
         _RECORDINGS_BY_TIME,
+    ],
+    6: [
+        "CREATE TABLE outbox (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        + _OUTBOX.replace(" REAL", " DOUBLE PRECISION")
+        + ")",
+        _OUTBOX_INDEX,
     ],
 }
 assert set(SQLITE) == set(POSTGRES) == set(range(1, LATEST + 1))

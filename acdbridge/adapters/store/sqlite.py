@@ -35,6 +35,7 @@ from acdbridge.adapters.store.common import (
     strict_loads,
     with_pbx,
 )
+from acdbridge.adapters.store.outbox import Outbox, OutboxRows
 from acdbridge.adapters.store.privacy import PrivacyRows
 from acdbridge.adapters.store.recordings import RecordingRows
 from acdbridge.errors import StoreLocked, StoreUnusable
@@ -60,7 +61,7 @@ def _where(sql: str, args: list[Any], pbx: str | None) -> str:
     return sql + " AND pbx = ?"
 
 
-class SqliteStore(Checked, AccessRows, PrivacyRows, RecordingRows):
+class SqliteStore(Checked, AccessRows, PrivacyRows, RecordingRows, OutboxRows):
     """One connection, used from one thread at a time (the daemon's writer task serialises).
 
     exclusive=True (the daemon) takes an flock on `<store>.lock`: a second daemon on the same
@@ -147,16 +148,18 @@ class SqliteStore(Checked, AccessRows, PrivacyRows, RecordingRows):
                 raise
             return self.db.total_changes - before
 
-    def write(self, visits: list[Record], agent_states: list[Record]) -> int:
-        """Store a batch in one transaction; returns how many rows were new."""
+    def write(self, visits: list[Record], agent_states: list[Record], outbox: Outbox = None) -> int:
+        """Store a batch in one transaction (with the webhook events it makes); how many rows were new."""
         visit_rows, state_rows = self._rows("visits", visits), self._rows("agent_states", agent_states)
-        return self._batch([(_insert("visits"), visit_rows), (_insert("agent_states"), state_rows)])
+        return self._batch([(_insert("visits"), visit_rows), (_insert("agent_states"), state_rows),
+                            self.outbox_statement(outbox)])  # fmt: skip
 
-    def write_flow(self, legs: list[Record], feedback: list[Record]) -> int:
+    def write_flow(self, legs: list[Record], feedback: list[Record], outbox: Outbox = None) -> int:
         """IVR legs (idempotent) and feedback (a disposition entered again replaces the first)."""
         leg_rows, feedback_rows = self._rows("ivr_legs", legs), self._rows("feedback", feedback)
         return self._batch([
             (_insert("ivr_legs"), leg_rows), (_insert("feedback", "INSERT OR REPLACE"), feedback_rows),
+            self.outbox_statement(outbox),
         ])  # fmt: skip
 
     def _select(self, sql: str, args: list[Any]) -> list[Any]:
