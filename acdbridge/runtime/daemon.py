@@ -36,6 +36,7 @@ from acdbridge.errors import AgiPortInUse, HttpPortInUse, StartupError
 from acdbridge.runtime import health as rt_health
 from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.engine import Engine
+from acdbridge.runtime.forecastjob import ForecastJob
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob
 from acdbridge.runtime.reload import Reloader
@@ -80,6 +81,7 @@ class Parts:
     mqtt: MqttPublisher | None = None
     privacy: PrivacyJob | None = None  # the daily job on callers' data ([privacy])
     reports: ReportJob | None = None  # [[reports.schedule]]: made, written, mailed
+    forecast: ForecastJob | None = None  # the "next" staffing's history, from the store
     lag: rt_health.LoopLag = field(default_factory=rt_health.LoopLag)
     notifier: Notifier = field(default_factory=Notifier)
 
@@ -177,6 +179,8 @@ class Daemon:
             tasks["privacy"] = partial(p.privacy.run, stop)
         if p.reports is not None:
             tasks["reports"] = partial(p.reports.run, stop)
+        if p.forecast is not None:
+            tasks["forecast"] = partial(p.forecast.run, stop)
         if p.agi is not None and p.members is not None:
             tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
             tasks["member-sync"] = partial(p.members.run, stop)
