@@ -5,6 +5,7 @@ SQLite store into the views and /metrics."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from acdbridge.adapters.metrics import render, workforce_families
 from acdbridge.adapters.store.sqlite import SqliteStore
+from acdbridge.cli import main
 from acdbridge.core import erlang
 from acdbridge.core.forecast import Forecast, SlotLoad, forecast, history_for, slot_loads, week_back, weights
 from acdbridge.core.kpi import KpiConfig, QueueKpiConfig
@@ -151,3 +153,38 @@ def test_replayed_metrics_carry_required_and_staffed() -> None:
         assert f'acd_queue_required_agents{{horizon="now",queue="{q}"}} {n:.1f}' in text
         assert f'acd_queue_required_agents{{horizon="next",queue="{q}"}} {n:.1f}' in text
         assert f'acd_queue_staffed_agents{{queue="{q}"}} 0.0' in text  # the trace ends with everyone out
+
+
+def test_workforce_csv_forecasts_each_interval_from_the_weeks_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report --format workforce-csv` over a real SQLite store: 20, 30 and 40 calls in the
+    08:00 half hour 3, 2 and 1 weeks before Monday 2026-11-23 (UTC), none at 08:30."""
+    t0 = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    week = 7 * 86400.0
+    visits = [_visit(1000 * k + i, t0 - k * week + 30.0 * i) for k, n in ((3, 20), (2, 30), (1, 40))
+              for i in range(n)]  # fmt: skip
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.write(visits, [])
+    store.close()
+    args = ["report", "--db", str(tmp_path / "s.sqlite"), "--from", "2026-11-23T08:00", "--to",
+            "2026-11-23T09:00", "--interval", "30m", "--by", "queue"]  # fmt: skip
+    assert main([*args, "--format", "workforce-csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "queue,start,end,forecast_calls,aht_s,required_agents,model,weeks,source"
+    calls = (4 * 40 + 3 * 30 + 2 * 20 + 0) / (4 + 3 + 2)  # week 4 is before the store began
+    n = erlang.required_agents(calls / 1800 * 180.0, 180.0, 20.0, 0.8)
+    first = "water,2026-11-23T08:00:00+00:00,2026-11-23T08:30:00+00:00"
+    assert lines[1] == f"{first},{round(calls, 2)},180.0,{n},erlang_c,3,history"
+    assert lines[2] == "water,2026-11-23T08:30:00+00:00,2026-11-23T09:00:00+00:00,0.0,,0,erlang_c,3,history"
+    assert len(lines) == 3
+    # a day before the store: no week to forecast from
+    early = [*args[:4], "2026-10-01T08:00", "--to", "2026-10-01T08:30", *args[7:]]
+    assert main([*early, "--format", "workforce-csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []  # no queue known: no rows
+    # the queue report's rows carry the interval's own required agents
+    assert main([*args[:4], "2026-11-16T08:00", "--to", "2026-11-16T08:30", *args[7:]]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert row["offered"] == 40 and row["required_agents"] == erlang.required_agents(4.0, 180.0, 20.0, 0.8)
+    assert main([*args[:-1], "agent", "--format", "workforce-csv"]) == 2
+    assert "--format workforce-csv is per queue: give --by queue" in capsys.readouterr().err
