@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 # espeak-ng and sox build the spoken prompts (acdbridge/prompts.py); systemd gives systemd-analyze,
 # systemd-sysusers and systemd-tmpfiles for the unit's tests (Debian's container images lack it) and
 # python3-venv the venv `make install` builds with Debian's python3; postgresql the server the store
-# tests run as their own throw-away cluster (tests/pg.py; the system's cluster is never touched)
-DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl espeak-ng sox systemd python3-venv postgresql
+# tests run as their own throw-away cluster (tests/pg.py; the system's cluster is never touched);
+# fonts-wqy-microhei the Chinese glyphs the pages' zh translation needs in Chromium's screenshots
+DEBS := mmdebstrap sip-tester prometheus mosquitto chromium openssl espeak-ng sox systemd python3-venv postgresql \
+	fonts-wqy-microhei
 DEMO_SCENARIO ?= demo
 
 .PHONY: deps demo demo-stop demo-stop-daemon test lint clean install uninstall
@@ -20,7 +22,8 @@ deps: $(BIN)/.installed
 		|| ! command -v mosquitto >/dev/null || ! command -v chromium >/dev/null || ! command -v openssl >/dev/null \
 		|| ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
 		|| ! command -v systemd-analyze >/dev/null || ! $(INSTALL_PYTHON) -c 'import ensurepip' 2>/dev/null \
-		|| ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		|| ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| ! [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then \
 		echo "installing Debian packages: $(DEBS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); \
 	fi

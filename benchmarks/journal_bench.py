@@ -91,7 +91,7 @@ async def _feed(chunks: list[bytes], journal: Journal | None, engine: Engine, da
         journal.close()  # the last write and fsync are part of the cost
 
 
-def _nothing() -> None:
+def _nothing(_event: str) -> None:
     pass
 
 

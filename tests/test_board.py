@@ -20,13 +20,21 @@ def _board(sl: float | None, waiting: int = 0, ready: int = 1) -> QueueBoard:
 
 
 def test_a_tile_names_each_target_it_missed() -> None:
-    assert (_board(0.85).status, _board(0.85).missed) == ("ok", ())
-    assert (_board(0.75).status, _board(0.75).missed) == ("warn", ("SL 75% below its 80% target",))
+    def words(b: QueueBoard) -> tuple[str, list[str]]:
+        return b.status, [m.text for m in b.missed]
+
+    assert words(_board(0.85)) == ("ok", [])
+    assert words(_board(0.75)) == ("warn", ["SL 75% below its 80% target"])
     assert _board(0.6).status == "alarm"
     both = _board(0.6, waiting=2, ready=0)
-    assert both.missed == ("SL 60% below its 80% target", "2 waiting, no agent ready")
-    no_sl = _board(None, waiting=1, ready=0)
-    assert (no_sl.status, no_sl.missed) == ("alarm", ("1 waiting, no agent ready",))
+    assert words(both) == ("alarm", ["SL 60% below its 80% target", "2 waiting, no agent ready"])
+    assert [(m.figure, m.value, m.target) for m in both.missed] == [
+        ("service_level", 0.6, 0.8),
+        ("waiting", 2, 0),
+    ]
+    assert both.as_dict()["missed"][1] == {"figure": "waiting", "value": 2, "target": 0,
+                                           "text": "2 waiting, no agent ready"}  # fmt: skip
+    assert words(_board(None, waiting=1, ready=0)) == ("alarm", ["1 waiting, no agent ready"])
     assert _board(0.8).missed == ()  # the target met exactly is met
 
 

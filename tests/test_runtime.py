@@ -290,7 +290,7 @@ def test_everything_logged_while_feeding_an_event_names_its_call() -> None:
     events.put_nowait((AmiMessage("event", "FullyBooted", {}), 0.0))
     events.put_nowait(None)
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-        asyncio.run(track(events, engine, lambda: None))
+        asyncio.run(track(events, engine, lambda _name: None))
     assert logs[0]["uniqueid"] == "1733140000.42" and logs[0]["linkedid"] == "1733140000.40"
     assert "uniqueid" not in logs[1]  # bound only around its own event
 

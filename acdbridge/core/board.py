@@ -14,6 +14,17 @@ from acdbridge.core.values import MAX_TS, finite
 
 
 @dataclass(frozen=True)
+class Missed:
+    """A target a tile misses: the figure, its value and target, and in words (English: the MQTT
+    signs and logs; the web page words it in the viewer's language from the other fields)."""
+
+    figure: str  # service_level | waiting (callers waiting with no agent ready)
+    value: float
+    target: float
+    text: str  # "SL 72% below its 80% target", "2 waiting, no agent ready"
+
+
+@dataclass(frozen=True)
 class QueueBoard:
     queue: str
     calls_waiting: int
@@ -29,7 +40,7 @@ class QueueBoard:
     sl_threshold_s: float
     window: str
     status: str  # ok | warn | alarm, against the targets
-    missed: tuple[str, ...] = ()  # why the status is not ok, e.g. "SL 72% below its 80% target"
+    missed: tuple[Missed, ...] = ()  # why the status is not ok
 
     @property
     def led(self) -> str:
@@ -55,15 +66,15 @@ def _pct(x: float) -> str:
     return f"{round(x * 100)}%"
 
 
-def _status(sl: float | None, target: float, waiting: int, ready: int) -> tuple[str, tuple[str, ...]]:
-    """ok | warn | alarm, and each target missed in words: a red tile says why it is red."""
+def _status(sl: float | None, target: float, waiting: int, ready: int) -> tuple[str, tuple[Missed, ...]]:
+    """ok | warn | alarm, and each target missed: a red tile says why it is red."""
     status, missed = "ok", []
     if sl is not None and sl < target:
         status = "alarm" if sl < target - 0.1 else "warn"
-        missed.append(f"SL {_pct(sl)} below its {_pct(target)} target")
+        missed.append(Missed("service_level", sl, target, f"SL {_pct(sl)} below its {_pct(target)} target"))
     if waiting and not ready:
         status = "alarm"
-        missed.append(f"{waiting} waiting, no agent ready")
+        missed.append(Missed("waiting", waiting, 0, f"{waiting} waiting, no agent ready"))
     return status, tuple(missed)
 
 

@@ -91,6 +91,7 @@ class Daemon:
         self.p = parts
         self.stop, self.restarts, self.http = parts.stop, parts.restarts, parts.http
         self.board_dirty = asyncio.Event()
+        self.board_urgent = asyncio.Event()  # a phone rings: its screen pop skips the coalescing delay
         self.self_metrics = SelfMetrics(parts)
 
     def publish_metrics(self) -> None:
@@ -117,8 +118,10 @@ class Daemon:
         """Within BOARD_DELAY_S of an AMI event (and every second, so waits keep counting)."""
         while not self.stop.is_set():
             await _first(1.0, self.board_dirty.wait(), self.stop.wait())
-            await asyncio.sleep(BOARD_DELAY_S)  # coalesce a burst of events into one update
+            # coalesce a burst of events into one update, unless (or until) a phone rings
+            await _first(BOARD_DELAY_S, self.board_urgent.wait())
             self.board_dirty.clear()
+            self.board_urgent.clear()
             # in a quiet spell, wrap-ups still end: the PBX clock is this host's (loopback AMI);
             # the margin keeps a slightly slow PBX clock from ending them early
             self.p.engine.advance(time.time() - CLOCK_MARGIN_S)
@@ -130,10 +133,16 @@ class Daemon:
         finally:
             await self.p.inbox.queue.put(None)
 
+    def _fed(self, event: str) -> None:
+        """The board (and the desks) is due; at once when an agent's phone starts ringing."""
+        if event == "AgentCalled":
+            self.board_urgent.set()
+        self.board_dirty.set()
+
     async def _track(self) -> None:
         p = self.p
         on_mark = p.checkpoints.at_mark if p.checkpoints else None
-        tracker = lambda: track(p.inbox.queue, p.engine, self.board_dirty.set, on_mark, p.gaps)  # noqa: E731
+        tracker = lambda: track(p.inbox.queue, p.engine, self._fed, on_mark, p.gaps)  # noqa: E731
         await supervise("tracker", tracker, self.stop, self.restarts)
         # an orderly stop: calls in progress are saved, so a restart loses none of them
         await asyncio.to_thread(p.store.save_state, time.time(), p.engine.pipeline.snapshot())

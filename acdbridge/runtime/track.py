@@ -36,6 +36,7 @@ class QueueLogRead(NamedTuple):
 Event = tuple[AmiMessage, float] | Mark | QueueLogRead | None
 OnMark = Callable[[Mark, float], None]
 OnGap = Callable[[float, float], None]  # (since, until): read queue_log for this gap
+Fed = Callable[[str], None]  # after each event fed to the engine, with its name ("" for a backfill)
 
 
 class Events(Protocol):
@@ -86,7 +87,7 @@ def to_store(writer: StoreWriter) -> Callable[[Output], None]:
     return out
 
 
-async def track(events: Events, engine: Engine, fed: Callable[[], None],
+async def track(events: Events, engine: Engine, fed: Fed,
                 on_mark: OnMark | None = None, on_gap: OnGap | None = None) -> None:  # fmt: skip
     """Until the end marker. A resync that closes a gap asks `on_gap` for its queue_log lines."""
     received_at = 0.0
@@ -97,13 +98,13 @@ async def track(events: Events, engine: Engine, fed: Callable[[], None],
             continue
         if isinstance(item, QueueLogRead):
             engine.backfill(item.lines)
-            fed()
+            fed("")
             continue
         msg, received_at = item
         engine.feed(msg, received_at)
         if on_gap is not None and (window := engine.gap_due()) is not None:
             on_gap(*window)
-        fed()
+        fed(msg.name)
 
 
 def call_ids_of_agi(handler: Handler) -> Handler:

@@ -4,6 +4,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
+  const t = (english, values) => window.acdI18n.t(english, values);
   const params = new URLSearchParams(location.search);
   const qs = params.get("agent") ? "?agent=" + encodeURIComponent(params.get("agent")) : "";
   const STATES = { ready: "Ready", ringing: "Ringing", talking: "Talking", on_hold: "On hold",
@@ -40,7 +41,7 @@
     $("pop").hidden = !c;
     if (!c) { $("pop").dataset.uniqueid = ""; return; }
     $("pop").dataset.uniqueid = c.uniqueid;
-    text("pop-title", c.answer_ts != null ? "Current call" : "Ringing: incoming call");
+    text("pop-title", t(c.answer_ts != null ? "Current call" : "Ringing: incoming call"));
     text("pop-caller", c.caller); text("pop-name", c.card.name || c.caller_name);
     text("pop-account", c.card.account); text("pop-address", c.card.address);
     text("pop-calltype", c.card.call_type); text("pop-hotline", c.card.hotline);
@@ -51,7 +52,7 @@
     if (!c.previous.length) {
       const tr = body.insertRow(), td = tr.insertCell();
       td.colSpan = 6; td.className = "empty";
-      td.textContent = c.history_loaded ? "no previous calls" : "looking up…";
+      td.textContent = t(c.history_loaded ? "no previous calls" : "looking up…");
     }
     for (const p of c.previous) {
       const tr = body.insertRow();
@@ -70,11 +71,11 @@
       const div = document.createElement("div");
       div.className = "fig" + (f.met === true ? " met" : f.met === false ? " missed" : "");
       div.dataset.figure = name;
-      const n = document.createElement("div"); n.className = "name"; n.textContent = label;
+      const n = document.createElement("div"); n.className = "name"; n.textContent = t(label);
       const v = document.createElement("div"); v.className = "value"; v.textContent = figure(name, f.value);
-      const t = document.createElement("div"); t.className = "target";
-      t.textContent = f.target == null ? "" : "target " + figure(name, f.target);
-      div.append(n, v, t); box.append(div);
+      const g = document.createElement("div"); g.className = "target";
+      g.textContent = f.target == null ? "" : t("target {value}", { value: figure(name, f.target) });
+      div.append(n, v, g); box.append(div);
     }
   }
 
@@ -99,7 +100,7 @@
     $("agent").textContent = d.agent;
     const st = $("state");
     st.className = "state " + d.state;
-    st.textContent = (STATES[d.state] || d.state) + (d.reason ? ": " + d.reason : "");
+    st.textContent = t(STATES[d.state] || d.state) + (d.reason ? ": " + d.reason : "");
     if (d.pause_reasons) renderChoices(d);
     const own = d.own !== false;
     $("controls").hidden = !own; $("readonly").hidden = own;
@@ -121,13 +122,13 @@
         body: JSON.stringify(value ? { value: value } : {}),
       });
       if (!r.ok) $("problem").textContent = ((await r.json().catch(() => ({}))).error) || r.statusText;
-    } catch (e) { $("problem").textContent = "the daemon did not answer: " + e; }
+    } catch (e) { $("problem").textContent = t("the daemon did not answer: {value}", { value: e }); }
   }
 
   function connect() {
     const es = new EventSource("/api/desk/events" + qs);
-    es.onopen = () => { $("link").textContent = "live"; $("link").className = "link live"; };
-    es.onerror = () => { $("link").textContent = "reconnecting…"; $("link").className = "link"; };
+    es.onopen = () => { $("link").textContent = t("live"); $("link").className = "link live"; };
+    es.onerror = () => { $("link").textContent = t("reconnecting…"); $("link").className = "link"; };
     es.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       offset = msg.now - Date.now() / 1000;
@@ -150,5 +151,12 @@
       render(body);
       connect();
     })
-    .catch((e) => { $("problem").textContent = "the daemon did not answer: " + e; });
+    .catch((e) => { $("problem").textContent = t("the daemon did not answer: {value}", { value: e }); });
+  // another language picked: word the desk again (the choices' buttons are codes, not words)
+  document.addEventListener("acd-lang", () => {
+    if (desk) render(desk);
+    const link = $("link");
+    if (link.classList.contains("live")) link.textContent = t("live");
+  });
+  $("link").textContent = t("connecting…");
 })();

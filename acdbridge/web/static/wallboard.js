@@ -1,5 +1,8 @@
 // The wallboard: one EventSource, each message a whole board (acdbridge/adapters/web/board.py).
 "use strict";
+const t = (english, values) => window.acdI18n.t(english, values);
+const STATES = { ready: "Ready", ringing: "Ringing", talking: "Talking", on_hold: "On hold",
+  wrapup: "Wrap-up", paused: "Paused", logged_out: "Logged out" };
 const pct = (x) => (x === null || x === undefined) ? "--" : Math.round(x * 100) + "%";
 const mmss = (s) => { s = Math.floor(s || 0); return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"); };
 const secs = (x) => (x === null || x === undefined) ? "--" : Math.round(x) + "s";
@@ -9,13 +12,16 @@ function tile(q) {
   el.className = "tile " + q.status;
   el.dataset.queue = q.queue;
   el.innerHTML = `<h2></h2><div class="led"></div><div class="figures">
-    <div>LONGEST<b class="longest"></b></div><div>SL ${q.window}<b class="sl"></b></div>
-    <div>ABANDON<b class="abandon"></b></div><div>AVG WAIT TODAY<b class="asa"></b></div>
-    <div>READY<b class="ready"></b></div><div>TALKING / PAUSED<b class="busy"></b></div></div>
+    <div><span class="l-longest"></span><b class="longest"></b></div><div><span class="l-sl"></span><b class="sl"></b></div>
+    <div><span class="l-abandon"></span><b class="abandon"></b></div><div><span class="l-asa"></span><b class="asa"></b></div>
+    <div><span class="l-ready"></span><b class="ready"></b></div><div><span class="l-busy"></span><b class="busy"></b></div></div>
     <div class="missed"></div>`;
+  const labels = { "l-longest": t("LONGEST"), "l-sl": t("SL {value}", { value: q.window }), "l-abandon": t("ABANDON"),
+    "l-asa": t("AVG WAIT TODAY"), "l-ready": t("READY"), "l-busy": t("TALKING / PAUSED") };
+  for (const [cls, label] of Object.entries(labels)) el.querySelector("." + cls).textContent = label;
   el.querySelector("h2").textContent = q.queue;
   el.querySelector(".led").textContent = q.led;
-  el.querySelector(".missed").textContent = (q.missed || []).join(" · ");
+  el.querySelector(".missed").textContent = (q.missed || []).map(missedText).join(" · ");
   el.querySelector(".longest").textContent = mmss(q.longest_wait_s);
   el.querySelector(".sl").textContent = pct(q.service_level);
   el.querySelector(".abandon").textContent = pct(q.abandon_rate);
@@ -38,7 +44,14 @@ function fit(el) {
 
 // The server's clock at the last board, and ours when it came: time in state counts on from it.
 let serverNow = null, receivedAt = 0;
-const stateText = (a) => a.state.replace("_", " ") + (a.reason ? " (" + a.reason + ")" : "");
+const stateText = (a) => t(STATES[a.state] || a.state) + (a.reason ? " (" + a.reason + ")" : "");
+
+// a missed target in the viewer's language, from the board's figures (its `text` is English)
+function missedText(m) {
+  if (m.figure === "service_level") return t("SL {value} below its {target} target", { value: pct(m.value), target: pct(m.target) });
+  if (m.figure === "waiting") return t("{value} waiting, no agent ready", { value: m.value });
+  return m.text;
+}
 
 function chipClock(el) {
   const since = parseFloat(el.dataset.since);
@@ -60,7 +73,9 @@ function chip(a) {
   return el;
 }
 
+let lastBoard = null;
 function render(board) {
+  lastBoard = board;
   if (typeof board.now === "number") { serverNow = board.now; receivedAt = Date.now() / 1000; }
   const queues = document.getElementById("queues");
   queues.replaceChildren(...Object.values(board.queues || {}).map(tile));
@@ -72,10 +87,10 @@ window.addEventListener("resize", () => document.querySelectorAll(".led").forEac
 function connect() {
   const source = new EventSource("events" + location.search);  // reconnects by itself
   const link = document.getElementById("link");
-  source.onopen = () => { link.textContent = "live"; link.className = ""; };
+  source.onopen = () => { link.textContent = t("live"); link.className = ""; };
   source.onmessage = (e) => render(JSON.parse(e.data));
   source.onerror = () => {
-    link.textContent = "reconnecting…";
+    link.textContent = t("reconnecting…");
     link.className = "down";
     signedOut();
   };
@@ -92,4 +107,10 @@ setInterval(() => {
   document.getElementById("clock").textContent = new Date().toLocaleTimeString();
   document.querySelectorAll(".agent[data-since]").forEach(chipClock);
 }, 1000);
+document.addEventListener("acd-lang", () => {
+  if (lastBoard) render(lastBoard);
+  const link = document.getElementById("link");
+  link.textContent = t(link.className === "down" ? "reconnecting…" : "live");
+});
+document.getElementById("link").textContent = t("connecting…");
 connect();
