@@ -90,7 +90,7 @@ class Views:
         """The wallboard as of `now`."""
         live = self.live(now)
         people = agent_boards(live, self.engine.pipeline.agents.agents.values())
-        queues = queue_boards(live, self.windows, self.kpi)
+        queues = queue_boards(live, self.windows, self.kpi, self.needs)
         board = {"queues": {q: b.as_dict() for q, b in queues.items()},
                  "agents": {a: asdict(b) for a, b in people.items()}}  # fmt: skip
         data = json.dumps(board, ensure_ascii=False, sort_keys=True, allow_nan=False).encode()

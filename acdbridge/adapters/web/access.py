@@ -1,9 +1,10 @@
 """Sign-in, sessions and CSRF for the web (the rules are access/service.py's AccessService).
 
-- GET /signin: a plain form (static/signin.html filled in here; its one script, i18n.js, only words it). POST /signin signs in
-  and sets the session cookie `acd_session` (HttpOnly, SameSite=Strict, Secure under TLS), then
-  sends the browser to `next`. The form carries a pre-session CSRF token bound to a cookie of
-  its own, so another site cannot sign a browser into an account of the attacker's choosing.
+- GET /signin: a plain form (static/signin.html filled in here; its one script, i18n.js, only
+  words it). POST /signin signs in and sets the session cookie `acd_session` (HttpOnly,
+  SameSite=Strict, Secure under TLS), then sends the browser to `next`. The form carries a
+  pre-session CSRF token bound to a cookie of its own, so another site cannot sign a browser
+  into an account of the attacker's choosing.
 - POST /signout ends the session and sends the browser to /signin.
 - The gate (a middleware) in front of everything else: no session -> a page is redirected to
   /signin?next=..., the API and the event stream get 401. A state-changing request (POST, PUT,
