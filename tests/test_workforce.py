@@ -188,3 +188,18 @@ def test_workforce_csv_forecasts_each_interval_from_the_weeks_before_it(
     assert row["offered"] == 40 and row["required_agents"] == erlang.required_agents(4.0, 180.0, 20.0, 0.8)
     assert main([*args[:-1], "agent", "--format", "workforce-csv"]) == 2
     assert "--format workforce-csv is per queue: give --by queue" in capsys.readouterr().err
+
+
+def test_without_a_week_in_the_store_next_is_the_recent_load(tmp_path: Path) -> None:
+    """An empty store (a new site): every week is None, no forecast, "next" = "now", so the daemon
+    serves what `replay --metrics` serves."""
+    cfg = KpiConfig(queues={"water": QC})
+    store = SqliteStore(tmp_path / "empty.sqlite")
+    views = replay_views(cfg)
+    asyncio.run(ForecastJob(store, views, clock=lambda: 1.8e9).tick())
+    assert views.history == {"water": [None, None, None, None]}
+    views.refresh_windows(1.8e9)
+    assert (
+        views.needs["water"].forecast is None and views.needs["water"].next == views.needs["water"].now == 0
+    )
+    store.close()

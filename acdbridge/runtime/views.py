@@ -65,7 +65,9 @@ class Views:
         forecasts = {}
         for q, weeks in (self.history if fresh else {}).items():
             r = recent.get(q, {})
-            forecasts[q] = forecast(weeks, float(r.get("offered") or 0), r.get("aht_s"))
+            f = forecast(weeks, float(r.get("offered") or 0), r.get("aht_s"))
+            if f.source == "history":  # no week in the store: "next" is the recent load, as in a replay
+                forecasts[q] = f
         qcs = {q: self.kpi.queue(q) for q in set(recent) | set(forecasts)}
         self.needs = needs(recent, period, qcs, forecasts)
 
