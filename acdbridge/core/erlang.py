@@ -208,7 +208,10 @@ def required_agents_a(
         fig = erlang_a(k, rate_per_s, aht_s, patience_s, threshold_s)
         return fig.service_level >= target_sl and (max_occupancy is None or fig.occupancy <= max_occupancy)
 
-    lo, hi = 0, max(1, math.ceil(a))
+    # bracket: SL <= answered share <= N / A, so fewer than target x A agents never do; Erlang C's
+    # answer usually does (impatient callers shorten the queue), else doubling finds one
+    lo = max(0, math.ceil(target_sl * a) - 1)
+    hi = max(lo + 1, required_agents(a, aht_s, threshold_s, target_sl))
     while not ok(hi):
         lo, hi = hi, hi * 2
         if hi > MAX_AGENTS:
