@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from acdbridge.core.ivr import WEEKDAYS, Hotline, Notice, OpenSpan
+from acdbridge.core.ivr import RECORD_MODES, WEEKDAYS, Hotline, Notice, OpenSpan
 from acdbridge.core.routing import AgentProfile, RoutingConfig, SkillGroup
 from acdbridge.errors import AcdError
 from acdbridge.settings.problems import Problems, dotted, get, known, listen, str_list, table
@@ -32,7 +32,8 @@ FLOW_SECTIONS = {
 HOTLINE_PROMPTS = ("greeting", "menu", "invalid", "closed")  # "holiday" falls back to "closed"
 SURVEY_PROMPTS = ("survey", "thanks", "invalid")
 HOTLINE_KEYS = {"dids", "default_queue", "default_call_type", "languages", "menu", "hours", "holidays",
-                "menu_timeout_s", "menu_tries", "survey", "prompts"}  # fmt: skip
+                "menu_timeout_s", "menu_tries", "survey", "prompts",
+                "record", "record_optout_key"}  # fmt: skip
 AGENT_KEYS = {"qa_score", "schedule", "extension", "interface", "skills", "team"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TIME = r"(?:[01]\d|2[0-4]):[0-5]\d"
@@ -118,6 +119,18 @@ def _menu(p: Problems, t: dict[str, Any], where: str) -> dict[str, str]:
     return menu
 
 
+def _record(p: Problems, t: dict[str, Any], where: str, menu: dict[str, str]) -> tuple[str, str]:
+    """`record` (always | consent | never) and the opt-out key; a notice needs a `recording` prompt."""
+    record = get(p, t, "record", where, str, "never")
+    if record not in RECORD_MODES:
+        p.error(dotted(where, "record"), f"{record!r}: one of {', '.join(RECORD_MODES)}")
+        record = "never"
+    optout = get(p, t, "record_optout_key", where, str, "9")
+    if not (len(optout) == 1 and optout in "0123456789*#") or optout in menu:
+        p.error(dotted(where, "record_optout_key"), f"{optout!r}: one keypad key, not one of the menu's")
+    return record, optout
+
+
 def _hotline(p: Problems, name: str, t: dict[str, Any], prompts: dict[str, dict[str, str]]) -> Hotline:
     where = dotted("hotlines", name)
     known(p, t, where, HOTLINE_KEYS)
@@ -132,7 +145,9 @@ def _hotline(p: Problems, name: str, t: dict[str, Any], prompts: dict[str, dict[
             holidays.add(date.fromisoformat(day))
         except ValueError as exc:
             p.error(dotted(where, "holidays"), f"{day!r}: {exc}")
-    needed = HOTLINE_PROMPTS if menu else ("greeting", "closed")
+    record, optout = _record(p, t, where, menu)
+    needed: tuple[str, ...] = HOTLINE_PROMPTS if menu else ("greeting", "closed")
+    needed += ("recording",) if record != "never" else ()
     for lang, texts in _prompts(p, t.get("prompts", {}), needed, languages, dotted(where, "prompts")).items():
         if "closed" in texts:
             texts.setdefault("holiday", texts["closed"])
@@ -144,7 +159,7 @@ def _hotline(p: Problems, name: str, t: dict[str, Any], prompts: dict[str, dict[
         languages=languages, menu=menu, hours=hours, holidays=frozenset(holidays),
         menu_timeout_s=get(p, t, "menu_timeout_s", where, float, 5.0, lo=0.5, hi=60),
         menu_tries=get(p, t, "menu_tries", where, int, 2, lo=1, hi=10),
-        survey=get(p, t, "survey", where, bool, True),
+        survey=get(p, t, "survey", where, bool, True), record=record, record_optout_key=optout,
     )  # fmt: skip
 
 

@@ -292,3 +292,34 @@ def test_a_missing_survey_prompt() -> None:
 
 def test_a_bad_holiday_date() -> None:
     assert "hotlines.water.holidays" in parse_error(data(hotlines__water__holidays=["2026-13-01"]))
+
+
+# --- recording ------------------------------------------------------------------------------------
+
+
+def test_recording_is_never_by_default_and_consent_needs_its_notice_in_every_language() -> None:
+    flow = config.parse(BASE, "t.toml").flow
+    assert flow is not None and flow.hotlines["water"].record == "never"
+    msg = parse_error(data(hotlines__water__record="consent"))
+    assert "hotlines.water.prompts.zh" in msg and "recording" in msg
+    texts = {
+        lang: {**BASE["hotlines"]["water"]["prompts"][lang], "recording": f"r-{lang}"}
+        for lang in ("zh", "es")
+    }
+    flow = config.parse(
+        data(hotlines__water__record="consent", hotlines__water__prompts=texts), "t.toml"
+    ).flow
+    assert flow is not None
+    assert (flow.hotlines["water"].record, flow.hotlines["water"].record_optout_key) == ("consent", "9")
+    assert flow.prompts["zh"]["water-recording"] == "r-zh"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [("record", "sometimes", "'sometimes': one of always, consent, never"),
+     ("record_optout_key", "1", "'1': one keypad key, not one of the menu's"),
+     ("record_optout_key", "99", "'99': one keypad key")],
+)  # fmt: skip
+def test_a_bad_recording_setting_is_named(key: str, value: str, named: str) -> None:
+    msg = parse_error(data(**{f"hotlines__water__{key}": value}))
+    assert f"hotlines.water.{key}" in msg and named in msg

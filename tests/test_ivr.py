@@ -233,6 +233,46 @@ def test_survey_off_sets_acd_survey_0() -> None:
     assert run.vars["ACD_SURVEY"] == "0"
 
 
+# --- recording notice and consent ---------------------------------------------------------------
+
+RECORDING = "acdbridge/water-recording"
+
+
+def test_a_hotline_that_never_records_plays_no_notice_and_sets_nothing() -> None:
+    run, ctx = greet(None, {MENU: ["1"]})
+    assert RECORDING not in [s.prompt for s in run.steps if isinstance(s, Play | Ask)]
+    assert "ACD_RECORD" not in run.vars and "recording" not in ctx.summary
+
+
+def test_always_plays_the_notice_and_records() -> None:
+    run, ctx = greet(None, {MENU: ["1"]}, hotline=replace(WATER, record="always"))
+    assert Play(RECORDING) in run.steps
+    assert (run.vars["ACD_RECORDING"], run.vars["ACD_RECORD"], ctx.summary["recording"]) == (
+        "always",
+        "1",
+        "always",
+    )
+
+
+def test_with_consent_silence_consents_and_the_opt_out_key_opts_out() -> None:
+    consent = replace(WATER, record="consent", record_optout_key="9")
+    silent, _ = greet(None, {MENU: ["1"]}, hotline=consent)
+    asked = [s for s in silent.asks if s.prompt == RECORDING]
+    assert len(asked) == 1 and asked[0].timeout_ms == 3000
+    assert (silent.vars["ACD_RECORDING"], silent.vars["ACD_RECORD"]) == ("consent", "1")
+    out, ctx = greet(None, {MENU: ["1"], RECORDING: ["9"]}, hotline=consent)
+    assert (out.vars["ACD_RECORDING"], out.vars["ACD_RECORD"], ctx.summary["recording"]) == (
+        "opted_out",
+        "0",
+        "opted_out",
+    )
+    other, _ = greet(None, {MENU: ["1"], RECORDING: ["5"]}, hotline=consent)  # not the key: consents
+    assert other.vars["ACD_RECORD"] == "1"
+    # asked after the menu, before the queue is named: the dialplan sees ACD_RECORD in time
+    names = [s.name for s in out.steps if isinstance(s, SetVar)]
+    assert names.index("ACD_CALLTYPE") > names.index("ACD_RECORD") < names.index("ACD_QUEUE")
+
+
 # --- hours and holidays --------------------------------------------------------------------------
 
 WEEKDAYS_8_20 = (OpenSpan(frozenset(range(5)), 8 * 60, 20 * 60),)

@@ -87,10 +87,20 @@ def test_a_routed_greeting_is_one_leg_with_call_type_language_vip_queue_and_dura
             "language": "es",
             "vip": True,
             "queue": "water_es",
+            "recording": "",
         }
     ]
     assert p.legs.open == {}
     assert p.tallies.ivr[("water", "routed")] == 1
+
+
+def test_the_recording_choice_is_on_the_leg_and_an_unknown_one_is_not() -> None:
+    p = Pipeline()
+    steps = greeting(T0)
+    feed(p, *steps[:-1], varset(T0 + 6.2, "ACD_RECORDING", "opted_out"), steps[-1])
+    later = greeting(T0 + 100)
+    feed(p, *later[:-1], varset(T0 + 106.2, "ACD_RECORDING", "maybe"), later[-1])  # not a choice
+    assert [leg["recording"] for leg in p.ivr_legs] == ["opted_out", ""]
 
 
 def test_variable_names_with_leading_underscores_are_read() -> None:

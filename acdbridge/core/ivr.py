@@ -8,6 +8,7 @@ and with the tracker (core/legs.py reads them back from AMI VarSet events):
   ACD_HOTLINE (first: the IVR leg starts), CHANNEL(language), __ACD_ACCOUNT/NAME/ADDRESS/VIP (the
   agent's screen pop, inherited by the agent's channel), __ACD_NOTICE (the notice played: the
   screen pop's too), ACD_CALLTYPE, ACD_LANG, ACD_VIP,
+  ACD_RECORDING and ACD_RECORD (the recording notice, the caller's choice: docs/recording.md),
   QUEUE_PRIO, QUEUE_MAX_PENALTY, ACD_RULE, ACD_SURVEY, ACD_QUEUE (the dialplan's target; "-":
   hang up; unset: the daemon failed, the dialplan uses its default queue) and last ACD_IVR
   (routed | closed: the leg ends)."""
@@ -21,6 +22,8 @@ from datetime import date, datetime
 from acdbridge.core.routing import RoutingConfig, route
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RECORD_MODES = ("always", "consent", "never")
+CONSENT_TIMEOUT_MS = 3000  # after the recording notice, the time to press the opt-out key
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class Hotline:
     menu_timeout_s: float = 5.0
     menu_tries: int = 2
     survey: bool = True
+    record: str = "never"  # always | consent (the caller may opt out) | never
+    record_optout_key: str = "9"
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ def hotline_script(
     call_type = yield from _menu(hotline, pressed)
     if call_type is None:
         call_type, ctx.summary["menu"] = hotline.default_call_type, "default"
+    yield from _recording(hotline, ctx)
 
     decision = route(call_type, language, routing, vip=vip, repeat=ctx.repeat, on_duty=ctx.on_duty)
     queue = decision.queue if decision else hotline.default_queue
@@ -188,6 +194,24 @@ def _menu(hotline: Hotline, pressed: str | None) -> Generator[Step, str | None, 
         if call_type is None and pressed and tries < hotline.menu_tries:  # silence: just ask again
             yield Play(prompt(hotline, "invalid"))
     return call_type
+
+
+def _recording(hotline: Hotline, ctx: CallContext) -> Generator[Step, str | None, None]:
+    """The recording notice; with consent, the caller's one chance to opt out (silence consents).
+    ACD_RECORD=1 makes the dialplan start MixMonitor as the caller enters the queue;
+    ACD_RECORDING (always | consent | opted_out) is the choice, kept on the IVR leg."""
+    if hotline.record == "never":
+        return
+    if hotline.record == "always":
+        yield Play(prompt(hotline, "recording"))
+        choice = "always"
+    else:
+        yield SetVar("ACD_IVR_STAGE", "consent")  # the lab's test callers press keys on it
+        pressed = yield Ask(prompt(hotline, "recording"), CONSENT_TIMEOUT_MS)
+        choice = "opted_out" if pressed == hotline.record_optout_key else "consent"
+    ctx.summary["recording"] = choice
+    yield SetVar("ACD_RECORDING", choice)
+    yield SetVar("ACD_RECORD", "0" if choice == "opted_out" else "1")
 
 
 def survey_script(max_score: int = 5) -> Generator[Step, str | None, None]:

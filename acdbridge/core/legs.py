@@ -18,6 +18,7 @@ from acdbridge.core.values import is_ascii_digits
 
 Record = dict[str, Any]
 MAX_OPEN_LEGS = 10_000
+RECORDING_CHOICES = ("always", "consent", "opted_out")  # a label: a closed set
 MAX_SCORE_DIGITS = 2  # a leg whose Hangup was missed is dropped, oldest first, beyond this
 
 
@@ -32,6 +33,7 @@ class IvrLeg:
     language: str = ""
     vip: bool = False
     queue: str = ""
+    recording: str = ""  # always | consent | opted_out; "": the hotline does not record
 
 
 def leg_record(leg: IvrLeg, end_ts: float, outcome: str) -> Record:
@@ -48,6 +50,7 @@ def leg_record(leg: IvrLeg, end_ts: float, outcome: str) -> Record:
         "language": leg.language,
         "vip": leg.vip,
         "queue": leg.queue,
+        "recording": leg.recording,
     }
 
 
@@ -116,6 +119,8 @@ class LegTracker:
             leg.language = value
         elif name == "ACD_VIP":
             leg.vip = value == "1"
+        elif name == "ACD_RECORDING" and value in RECORDING_CHOICES:
+            leg.recording = value
         elif name == "ACD_QUEUE" and value != "-":
             leg.queue = value
         elif name == "ACD_IVR":

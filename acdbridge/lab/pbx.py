@@ -287,12 +287,34 @@ def _configure(settings: LabSettings, say: Printer) -> None:
     _chown_asterisk_dirs(settings.root)
 
 
+def _installed(etc: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(etc.glob("*.conf"))} if etc.is_dir() else {}
+
+
+def _reconfigure(settings: LabSettings, say: Printer) -> bool:
+    """A running lab gets the checkout's asterisk_conf/ too (a lab left up by an older checkout
+    would otherwise test the old dialplan): installed again, and reloaded when it differs."""
+    etc = settings.root / "etc/asterisk"
+    before = _installed(etc)
+    _configure(settings, say)
+    if _installed(etc) == before:
+        return False
+    reloaded = asterisk_cli(settings.root, "core reload")
+    if reloaded.returncode != 0:
+        raise LabError(f"the running lab did not reload its changed configuration: {reloaded.stderr.strip()}")
+    time.sleep(1.0)  # the reload is asynchronous: modules pick up their files after the command returns
+    return True
+
+
 def up(settings: LabSettings, say: Printer) -> LabState:
     """Build (first time), configure and start the lab; a no-op if it is already running."""
     require_root()
     state = running_state(settings)
     if state is not None:
-        say(f"lab already running (pid {state.pid})")
+        if _reconfigure(settings, say):
+            say(f"lab already running (pid {state.pid}): its configuration changed, reloaded")
+        else:
+            say(f"lab already running (pid {state.pid})")
         return state
     check_port_free(settings.host, settings.ami_port, socket.SOCK_STREAM, "AMI")
     check_port_free(settings.host, settings.ami_tls_port, socket.SOCK_STREAM, "AMI over TLS")
