@@ -38,6 +38,7 @@ from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.daemon import Daemon, Parts
 from acdbridge.runtime.desk import DeskFeed, History
 from acdbridge.runtime.engine import Engine
+from acdbridge.runtime.forecastjob import ForecastJob
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob, warn_if_root
 from acdbridge.runtime.recordings import RecordingIndexer
@@ -111,6 +112,7 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
     if cfg.webhooks and isinstance(store, OutboxRows):  # both backends are
         hooks = WebhookSender(cfg.webhooks, store, writer.outboxed)
     views = Views(engine, cfg.kpi)
+    forecast = ForecastJob(store, views, pbx=cfg.store.pbx) if isinstance(store, PrivacyRows) else None
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
                     DeskFeed(engine, views, cast(History, store), targets=cfg.desk.targets,
@@ -121,7 +123,8 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,
                   members=members, mqtt=MqttPublisher(cfg.mqtt) if cfg.mqtt else None,
-                  privacy=privacy, reports=reports, recordings=recordings, webhooks=hooks)  # fmt: skip
+                  privacy=privacy, reports=reports, recordings=recordings, webhooks=hooks,
+                  forecast=forecast)  # fmt: skip
     daemon = Daemon(parts)
     return daemon
 

@@ -36,7 +36,7 @@ from acdbridge.core.report import (
 )
 from acdbridge.errors import AcdError
 
-FORMATS = ("json", "csv", "xlsx", "html")
+FORMATS = ("json", "csv", "xlsx", "html", "workforce-csv")
 _STATES_FOR = ("agent", "team")  # the groupings whose figures read agent state stretches
 _LEGS_FOR = ("call_type", "hotline")
 
@@ -176,6 +176,16 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
     return cfg, open_db(args.db)
 
 
+def _workforce(store: Any, cfg: Any, start: float, end: float, args: argparse.Namespace) -> bytes:
+    """The scheduler's CSV (reportworkforce.py): per queue, so only with --by queue."""
+    from acdbridge.reportworkforce import to_workforce_csv, workforce_rows
+
+    if args.by != "queue":
+        raise ReportCliError(f"--format workforce-csv is per queue: give --by queue, not --by {args.by}")
+    made = workforce_rows(rows, store, cfg.kpi, cfg.report, start, end, args.interval, args.pbx)
+    return to_workforce_csv(made)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if args.db is None and args.config is None:
         raise ReportCliError("give --db STORE or --config C (the daemon's config, its [store])")
@@ -184,14 +194,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         start, end = moment(args.since, "--from", cfg.kpi), moment(args.until, "--to", cfg.kpi)
         if end <= start:
             raise ReportCliError(f"--to {args.until} is not after --from {args.since}")
-        made = rows(store, cfg.kpi, cfg.report, start, end, args.interval, args.by, args.pbx)
-        report = {"rows": list(made), "targets": targets_of(cfg.kpi, cfg.report)}
+        if args.format == "workforce-csv":
+            data = _workforce(store, cfg, start, end, args)
+        else:
+            made = rows(store, cfg.kpi, cfg.report, start, end, args.interval, args.by, args.pbx)
+            report = {"rows": list(made), "targets": targets_of(cfg.kpi, cfg.report)}
     except ReportError as exc:
         raise ReportCliError(str(exc)) from None
     finally:
         store.close()
-    title = f"acdbridge report {args.since} to {args.until} by {args.interval}, by {args.by}"
-    data = render(report, args.format, title)
+    if args.format != "workforce-csv":
+        title = f"acdbridge report {args.since} to {args.until} by {args.interval}, by {args.by}"
+        data = render(report, args.format, title)
     if args.out is None:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)

@@ -130,11 +130,13 @@ def test_every_series_the_alert_rules_use_is_exported() -> None:
         new_registry,
         render,
         window_kpis,
+        workforce_families,
     )
     from acdbridge.config import Config
     from acdbridge.core.kpi import KpiEngine
     from acdbridge.core.pipeline import Pipeline
     from acdbridge.core.tallies import Histogram, live_gauges
+    from acdbridge.core.workforce import needs, staffed
     from acdbridge.replay import read_chunks
 
     rules = "".join(p.read_text() for p in (Path(__file__).parents[1] / "grafana/alerts").glob("*.rules.yml"))
@@ -153,8 +155,12 @@ def test_every_series_the_alert_rules_use_is_exported() -> None:
     windows = window_kpis(engine, cfg.kpi, pipeline.calls.now)
     lag, writes = Histogram((0.1,)), Histogram((0.1,))
     daemon = DaemonHealth(lag, writes, queue_depth={"events": 0}, task_restarts={"metrics": 0}, journal={})
+    recent = engine.rolling(pipeline.calls.now, cfg.kpi.interval_s)["queues"]
+    need = needs(recent, cfg.kpi.interval_s, {q: cfg.kpi.queue(q) for q in recent}, {})
     collector.publish(
-        build_families(pipeline.tallies, live, health, windows, cfg.kpi) + daemon_families(daemon)
+        build_families(pipeline.tallies, live, health, windows, cfg.kpi)
+        + daemon_families(daemon)
+        + workforce_families(need, staffed(live))
     )
     exported = {name for name, _, _ in samples(render(registry).decode())}
     exported |= {re.sub(r"_(bucket|count|sum)$", "", n) for n in exported}

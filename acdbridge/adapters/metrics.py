@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from acdbridge.core.kpi import KpiConfig, KpiEngine, Kpis
 from acdbridge.core.tallies import Histogram, LiveGauges, Tallies
+from acdbridge.core.workforce import Need
 
 KpiWindows = Mapping[
     str, Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -297,6 +298,25 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return iter(self._families)
+
+
+def workforce_families(needs: Mapping[str, Need], staffed: Mapping[str, int]) -> list[Metric]:
+    """Required agents now and next (docs/kpi.md, "Workforce") beside the agents staffed now."""
+    required = GaugeMetricFamily("acd_queue_required_agents", "Agents needed for the queue's SL target",
+                                 labels=["queue", "horizon"])  # fmt: skip
+    calls = GaugeMetricFamily("acd_queue_forecast_calls", "Calls forecast for the next interval",
+                              labels=["queue", "source"])  # fmt: skip
+    for queue, need in sorted(needs.items()):
+        for horizon, n in (("now", need.now), ("next", need.next)):
+            if n is not None:  # no AHT measured yet: no sample, never 0
+                required.add_metric([queue, horizon], n)
+        if need.forecast is not None:
+            calls.add_metric([queue, need.forecast.source], need.forecast.calls)
+    have = GaugeMetricFamily("acd_queue_staffed_agents", "Members logged in and not paused",
+                             labels=["queue"])  # fmt: skip
+    for queue in sorted(set(staffed) | set(needs)):
+        have.add_metric([queue], staffed.get(queue, 0))
+    return [required, calls, have]
 
 
 def window_kpis(engine: KpiEngine, cfg: KpiConfig, now: float) -> dict[str, Kpis]:

@@ -3,7 +3,7 @@ the built-in web wallboard, computed from the live gauges and the KPI windows. S
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ from acdbridge.core.agents import Agent
 from acdbridge.core.kpi import KpiConfig, Kpis
 from acdbridge.core.tallies import LiveGauges
 from acdbridge.core.values import MAX_TS, finite
+from acdbridge.core.workforce import Need, staffed
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class QueueBoard:
     window: str
     status: str  # ok | warn | alarm, against the targets
     missed: tuple[Missed, ...] = ()  # why the status is not ok
+    # "need 12, have 9" (docs/kpi.md, "Workforce"): Erlang's agents for the SL target at the last
+    # half hour's load (None: no AHT yet), the next interval's, and members logged in, not paused
+    agents_needed: int | None = None
+    agents_needed_next: int | None = None
+    agents_staffed: int = 0
 
     @property
     def led(self) -> str:
@@ -78,8 +84,11 @@ def _status(sl: float | None, target: float, waiting: int, ready: int) -> tuple[
     return status, tuple(missed)
 
 
-def queue_boards(live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig) -> dict[str, QueueBoard]:
+def queue_boards(
+    live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig, needs: Mapping[str, Need] | None = None
+) -> dict[str, QueueBoard]:
     window = f"{cfg.windows_s[0] / 60:g}m"
+    have = staffed(live)
     rolling = windows.get(window, {}).get("queues", {})
     today = windows.get("today", {}).get("queues", {})
     queues = sorted(set(live.calls_waiting) | set(rolling) | {q for q, _ in live.agents})
@@ -93,6 +102,7 @@ def queue_boards(live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig) -> 
         sl = rolling.get(q, {}).get("service_level")
         waiting, ready = live.calls_waiting.get(q, 0), agents("ready")
         status, missed = _status(sl, qc.sl_target, waiting, ready)
+        need = (needs or {}).get(q)
         boards[q] = QueueBoard(
             queue=q,
             calls_waiting=waiting,
@@ -109,6 +119,9 @@ def queue_boards(live: LiveGauges, windows: dict[str, Kpis], cfg: KpiConfig) -> 
             window=window,
             status=status,
             missed=missed,
+            agents_needed=None if need is None else need.now,
+            agents_needed_next=None if need is None else need.next,
+            agents_staffed=have.get(q, 0),
         )
     return boards
 

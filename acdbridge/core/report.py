@@ -24,6 +24,7 @@ from typing import Any
 from acdbridge.core.kpi import DAY_S, KpiConfig, day_start, interval_bounds, kpis_over
 from acdbridge.core.kpibase import Record
 from acdbridge.core.reportsums import queue_section
+from acdbridge.core.workforce import load_of, required
 
 FIXED_S = {"15m": 900.0, "30m": 1800.0, "1h": 3600.0}
 INTERVALS = (*FIXED_S, "day", "week", "month")
@@ -236,6 +237,9 @@ def _misses(row: Mapping[str, Any], targets: Mapping[str, Target], sl_target: fl
     return sorted(out)
 
 
+QUEUE_SECTIONS = ("queue", "pbx", "call_type", "hotline")
+
+
 def _label(by: str, data: Data) -> Callable[[Record], str] | None:
     """A queue-section grouping's group of a record (None: its queue), as _grouped relabels it."""
     if by == "pbx":
@@ -248,7 +252,7 @@ def section_of(part: Data, lo: float, hi: float, by: str, cfg: KpiConfig, rcfg: 
     """The grouping's section of kpis_over over the interval's records, name -> figures. The
     queue-section groupings come from the exact one-pass sums (core/reportsums.py: equal to
     kpis_over, property-tested); agent and team figures, and scan=True, from kpis_over itself."""
-    if by in ("queue", "pbx", "call_type", "hotline") and not scan:
+    if by in QUEUE_SECTIONS and not scan:
         qcfg = cfg if by == "queue" else dataclasses.replace(cfg, queues={})
         return queue_section(part.visits, part.feedback, qcfg, lo, hi, _label(by, part))
     grouped, gcfg, section = _grouped(by, part, cfg, rcfg)
@@ -270,6 +274,9 @@ def interval_rows(part: Data, lo: float, hi: float, by: str, cfg: KpiConfig, rcf
             by: None if name == NO_GROUP else name,
         }
         row.update(figures)
+        if by in QUEUE_SECTIONS:  # from the interval's own arrivals and AHT (docs/kpi.md, "Workforce")
+            qc = cfg.queue(name) if by == "queue" else cfg.default  # the thresholds its figures used
+            row["required_agents"] = required(load_of(figures, hi - lo), qc)
         row["misses"] = _misses(figures, rcfg.targets, sl_target)
         rows.append(row)
     return rows

@@ -37,6 +37,7 @@ from acdbridge.errors import AgiPortInUse, HttpPortInUse, StartupError
 from acdbridge.runtime import health as rt_health
 from acdbridge.runtime.checkpoint import Checkpointer
 from acdbridge.runtime.engine import Engine
+from acdbridge.runtime.forecastjob import ForecastJob
 from acdbridge.runtime.gapread import GapReader
 from acdbridge.runtime.privacy import PrivacyJob
 from acdbridge.runtime.recordings import RecordingIndexer
@@ -84,6 +85,7 @@ class Parts:
     reports: ReportJob | None = None  # [[reports.schedule]]: made, written, mailed
     recordings: RecordingIndexer | None = None  # a hotline records: the files indexed, expired
     webhooks: WebhookSender | None = None  # [[webhooks]]: the outbox delivered (docs/webhooks.md)
+    forecast: ForecastJob | None = None  # the "next" staffing's history, from the store
     lag: rt_health.LoopLag = field(default_factory=rt_health.LoopLag)
     notifier: Notifier = field(default_factory=Notifier)
 
@@ -194,6 +196,8 @@ class Daemon:
             tasks["recordings"] = partial(p.recordings.run, stop)
         if p.webhooks is not None:
             tasks["webhooks"] = partial(p.webhooks.run, stop)
+        if p.forecast is not None:
+            tasks["forecast"] = partial(p.forecast.run, stop)
         if p.agi is not None and p.members is not None:
             tasks["fastagi"] = partial(_wait, stop)  # the server serves on its own; closed at the end
             tasks["member-sync"] = partial(p.members.run, stop)

@@ -11,10 +11,12 @@ from dataclasses import asdict, dataclass
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from acdbridge.adapters.metrics import Health, build_families, window_kpis
+from acdbridge.adapters.metrics import Health, build_families, window_kpis, workforce_families
 from acdbridge.core.board import AgentBoard, QueueBoard, agent_boards, queue_boards
-from acdbridge.core.kpi import KpiConfig, Kpis
+from acdbridge.core.forecast import SlotLoad, forecast
+from acdbridge.core.kpi import KpiConfig, Kpis, interval_bounds
 from acdbridge.core.tallies import LiveGauges, live_gauges
+from acdbridge.core.workforce import Need, needs, staffed
 from acdbridge.runtime.engine import Engine
 
 EMPTY_BOARD = b'{"queues": {}, "agents": {}}'
@@ -38,11 +40,36 @@ class Views:
         self.board_json = EMPTY_BOARD
         self._board_unstamped = EMPTY_BOARD
         self.waiting = 0  # callers waiting at the last families build (systemd's STATUS= line)
+        # the forecast's history: per queue, the next interval's slot in each past week (None: a
+        # week the store does not cover), for the interval starting at history_for
+        self.history: dict[str, list[SlotLoad | None]] = {}
+        self.history_for: float | None = None
+        self.needs: dict[str, Need] = {}
+
+    def next_interval(self, now: float) -> tuple[float, float]:
+        """The interval after the one in progress: what "next" staffs for."""
+        _, current = interval_bounds(now, self.kpi)
+        return current + self.kpi.interval_s, current + 2 * self.kpi.interval_s
+
+    def set_history(self, start: float, history: dict[str, list[SlotLoad | None]]) -> None:
+        self.history, self.history_for = history, start
 
     def refresh_windows(self, now: float) -> None:
-        """The KPI windows (rolling, today, 24 h, interval) as of `now`."""
+        """The KPI windows (rolling, today, 24 h, interval) as of `now`, and the staffing needs:
+        "now" from the last interval's length of traffic, "next" from the forecast."""
         self.windows = window_kpis(self.engine.kpis, self.kpi, now)
         self.windows_at = now
+        period = self.kpi.interval_s
+        recent = self.engine.kpis.rolling(now, period)["queues"]
+        fresh = self.history_for == self.next_interval(now)[0]  # else stale: the recent rate
+        forecasts = {}
+        for q, weeks in (self.history if fresh else {}).items():
+            r = recent.get(q, {})
+            f = forecast(weeks, float(r.get("offered") or 0), r.get("aht_s"))
+            if f.source == "history":  # no week in the store: "next" is the recent load, as in a replay
+                forecasts[q] = f
+        qcs = {q: self.kpi.queue(q) for q in set(recent) | set(forecasts)}
+        self.needs = needs(recent, period, qcs, forecasts)
 
     def live(self, now: float) -> LiveGauges:
         p = self.engine.pipeline
@@ -53,6 +80,7 @@ class Views:
         live = self.live(now)
         self.waiting = sum(live.calls_waiting.values())
         families = build_families(self.engine.pipeline.tallies, live, health, self.windows, self.kpi)
+        families += workforce_families(self.needs, staffed(live))
         # when the window series were computed: a stalled refresh shows, and a replay can be
         # asked for the same moment (`acdbridge replay --metrics --at`)
         families.append(GaugeMetricFamily("acd_kpi_windows_time_seconds",
@@ -64,7 +92,7 @@ class Views:
         """The wallboard as of `now`."""
         live = self.live(now)
         people = agent_boards(live, self.engine.pipeline.agents.agents.values())
-        queues = queue_boards(live, self.windows, self.kpi)
+        queues = queue_boards(live, self.windows, self.kpi, self.needs)
         board = {"queues": {q: b.as_dict() for q, b in queues.items()},
                  "agents": {a: asdict(b) for a, b in people.items()}}  # fmt: skip
         data = json.dumps(board, ensure_ascii=False, sort_keys=True, allow_nan=False).encode()

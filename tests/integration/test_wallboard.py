@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -100,6 +101,53 @@ def test_a_call_in_the_lab_shows_on_the_wallboard_within_a_second(
         page.wait_for_selector("#link.down", timeout=10_000)
         daemon.start()
         page.wait_for_selector("#link:text('live')", timeout=15_000)
+    finally:
+        page.close()
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.stop()
+
+
+def test_a_tile_says_how_many_agents_the_queue_needs_and_has(
+    lab: pbx.LabSettings, tmp_path: Path, browser: Browser
+) -> None:
+    """After the smoke scenario's answered calls (an AHT to staff for), each tile reads "need N,
+    have M" from Erlang's figure and the members logged in and not paused, red exactly when N > M."""
+    port = free_port()
+    daemon = DaemonProcess(tmp_path, lab.ami_port, http_port=port)
+    daemon.start()
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#link:text('live')", timeout=10_000)
+        # in a thread: Playwright's sync API holds this thread's event loop
+        run = threading.Thread(
+            target=lambda: asyncio.run(traffic.run_async(scenario.load("smoke"), lab, lambda _line: None)),
+            daemon=True,
+        )
+        run.start()
+        run.join(90)
+        assert not run.is_alive(), "the smoke scenario did not finish in 90 s"
+        # the KPI windows (and with them the staffing) are refreshed every 10 s
+        need_have = '.tile[data-queue="water"] .staff:text-matches("^need [0-9]+, have [0-9]+")'
+        staff = page.wait_for_selector(need_have, timeout=25_000)
+        assert staff is not None
+        text = staff.inner_text()
+        match = re.match(r"need (\d+), have (\d+)", text)
+        assert match, text
+        need, have = int(match.group(1)), int(match.group(2))
+        assert need >= 1, text  # answered calls in the last half hour need an agent
+        short = "short" in (staff.get_attribute("class") or "")
+        assert short == (need > have), f"{text!r}: red is {short}"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for width, height in VIEWPORTS:
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(200)
+            page.screenshot(path=str(ARTIFACTS / f"wallboard-staffing-{width}x{height}.png"))
+            box = staff.bounding_box()
+            tile_box = page.query_selector('.tile[data-queue="water"]')
+            assert box is not None and tile_box is not None
+            outer = tile_box.bounding_box()
+            assert outer is not None and box["x"] + box["width"] <= outer["x"] + outer["width"]
     finally:
         page.close()
         if daemon.proc is not None and daemon.proc.poll() is None:

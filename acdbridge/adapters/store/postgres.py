@@ -394,6 +394,13 @@ class PostgresStore(Checked, AccessRows, PrivacyRows, RecordingRows, OutboxRows)
         ])  # fmt: skip
         self.quarantined += 1
 
+    def first_visit_end(self, *, pbx: str | None = None) -> float | None:
+        """When the store's oldest visit ended (the end-time index: one lookup), None if empty:
+        a forecast tells a quiet week the store covers from one before the store began."""
+        args: list[Any] = []
+        found = self._select(_where("SELECT min(end_ts) FROM visits WHERE true", args, pbx), args)[0][0]
+        return None if found is None else float(found)
+
     def count(self, table: str, *, pbx: str | None = None) -> int:
         assert table in (*TABLES, "agent_logins", "quarantine")
         args: list[Any] = []

@@ -15,12 +15,13 @@ function tile(q) {
     <div><span class="l-longest"></span><b class="longest"></b></div><div><span class="l-sl"></span><b class="sl"></b></div>
     <div><span class="l-abandon"></span><b class="abandon"></b></div><div><span class="l-asa"></span><b class="asa"></b></div>
     <div><span class="l-ready"></span><b class="ready"></b></div><div><span class="l-busy"></span><b class="busy"></b></div></div>
-    <div class="missed"></div>`;
+    <div class="staff"></div><div class="missed"></div>`;
   const labels = { "l-longest": t("LONGEST"), "l-sl": t("SL {value}", { value: q.window }), "l-abandon": t("ABANDON"),
     "l-asa": t("AVG WAIT TODAY"), "l-ready": t("READY"), "l-busy": t("TALKING / PAUSED") };
   for (const [cls, label] of Object.entries(labels)) el.querySelector("." + cls).textContent = label;
   el.querySelector("h2").textContent = q.queue;
   el.querySelector(".led").textContent = q.led;
+  staff(el.querySelector(".staff"), q);
   el.querySelector(".missed").textContent = (q.missed || []).map(missedText).join(" · ");
   el.querySelector(".longest").textContent = mmss(q.longest_wait_s);
   el.querySelector(".sl").textContent = pct(q.service_level);
@@ -29,6 +30,20 @@ function tile(q) {
   el.querySelector(".ready").textContent = q.agents_ready;
   el.querySelector(".busy").textContent = q.agents_talking + " / " + q.agents_paused;
   return el;
+}
+
+// "need 12, have 9" (Erlang's agents for the SL target at the last half hour's load, and the
+// members logged in and not paused), red when the queue needs more than it has; then the next
+// interval's figure. No figure yet (nothing answered to measure the AHT from): nothing shown.
+function staff(el, q) {
+  const need = q.agents_needed;
+  if (need === null || need === undefined) { el.textContent = ""; return; }
+  let text = t("need {need}, have {have}", { need: need, have: q.agents_staffed });
+  if (q.agents_needed_next !== null && q.agents_needed_next !== undefined) {
+    text += " · " + t("next {value}", { value: q.agents_needed_next });
+  }
+  el.textContent = text;
+  el.classList.toggle("short", need > q.agents_staffed);
 }
 
 // The LED line must fit its tile whatever the figures (CSS sizes it for the longest usual line;
