@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from acdbridge.lab import pbx, queuelog, scenario, traffic
@@ -26,6 +27,13 @@ def tls_keys(ca: Path, name: str | None = None) -> str:
 def daemon(work: Path, port: int, ami_extra: str = "") -> DaemonProcess:
     work.mkdir()
     return DaemonProcess(work, port, ami_extra=ami_extra)
+
+
+def _connected_at(d: DaemonProcess) -> float:
+    """When the daemon's AMI link came up, from its log."""
+    lines = (json.loads(line) for line in d.log_text().splitlines() if '"ami_connected"' in line)
+    first = next(line for line in lines if line.get("event") == "ami_connected")
+    return datetime.fromisoformat(first["timestamp"]).timestamp()
 
 
 def test_plain_and_tls_daemons_store_the_same_calls_identically(lab: pbx.LabSettings, tmp_path: Path) -> None:
@@ -47,9 +55,11 @@ def test_plain_and_tls_daemons_store_the_same_calls_identically(lab: pbx.LabSett
         json.dumps(v, sort_keys=True) for v in over_tcp
     )
     # a state already under way when a daemon connected starts at that daemon's own connect time (the PBX
-    # gives no start for it), so only states begun once both daemons listened must agree to the microsecond
+    # gives no start for it: the status reply's receive time), so only states begun once both daemons
+    # listened must agree to the microsecond; start() may return before the link is up, hence the log
+    listening = max(_connected_at(d) for d in (tls, plain)) + 1.0
     states = [
-        sorted(json.dumps(s, sort_keys=True) for s in d.stored("agent_states") if s["start_ts"] >= started)
+        sorted(json.dumps(s, sort_keys=True) for s in d.stored("agent_states") if s["start_ts"] >= listening)
         for d in (tls, plain)
     ]
     assert states[0] and states[0] == states[1]

@@ -150,6 +150,11 @@ def test_a_supervisor_sees_a_live_call_barges_in_and_pauses_the_agent(
         phones.wait("QueueMemberPause", 10, "the pause", paused="1", pausedreason="lunch")
         page.wait_for_selector(f"{ROW}[data-paused='1'] td.st:has-text('(paused: lunch)')", timeout=5_000)
         shoot(page, "paused")
+        page.select_option("#lang", "zh")  # what the script built is re-worded in place
+        page.wait_for_selector("h1:text('班长席')", timeout=5_000)
+        assert page.inner_text(f"{ROW} button[data-action=barge]") == "强插"
+        assert "（暂停：lunch）" in page.inner_text(f"{ROW} td.st")
+        shoot(page, "paused-zh")
         page.click(f"{ROW} button[data-action=unpause]")
         phones.wait("QueueMemberPause", 10, "the unpause", paused="0")
 

@@ -32,6 +32,15 @@
     "Audit trail (last 24 hours, newest first)": "审计记录（最近 24 小时，最新在前）",
     "time (UTC)": "时间 (UTC)", "who": "操作人", "action": "操作", "target": "对象", "address": "地址",
     "detail": "详情",
+    "Supervisor": "班长席", "Skill": "技能", "State": "状态", "Pause reason": "暂停原因", "level": "等级",
+    "all": "全部", "Agent": "座席", "In state": "状态时长", "Talk": "通话时长", "Calls": "来电数",
+    "Skills": "技能", "Actions": "操作", "Abandoned today, not called back": "今日放弃、尚未回拨",
+    "time": "时间", "caller": "来电号码", "waited": "等待", "none": "无", "Listen": "监听",
+    "Whisper": "耳语", "Barge": "强插", "Mark handled": "标记已处理", "{shown} of {total} agents": "{shown} / {total} 名座席",
+    "{queue} · waiting {value}": "{queue} · 等待 {value}", "no agents": "无座席", "repeat": "重复来电",
+    "today: offered {offered}, answered {answered}, abandoned {abandoned}, SL {sl}, ASA {asa}, AHT {aht}":
+      "今日：来电 {offered}，接听 {answered}，放弃 {abandoned}，服务水平 {sl}，平均应答 {asa}，平均处理 {aht}",
+    "(paused: {reason})": "（暂停：{reason}）", "done": "完成", "{action} {agent}: done": "{action} {agent}：完成",
   };
   const ES = {
     "Sign out": "Cerrar sesión", "Sign in": "Iniciar sesión", "Username": "Usuario", "Password": "Contraseña",
@@ -62,6 +71,16 @@
     "Audit trail (last 24 hours, newest first)": "Registro de auditoría (últimas 24 horas, más recientes primero)",
     "time (UTC)": "hora (UTC)", "who": "quién", "action": "acción", "target": "objeto", "address": "dirección",
     "detail": "detalle",
+    "Supervisor": "Supervisión", "Skill": "Habilidad", "State": "Estado", "Pause reason": "Motivo de pausa",
+    "level": "nivel", "all": "todos", "Agent": "Agente", "In state": "En estado", "Talk": "Conversación",
+    "Calls": "Llamadas", "Skills": "Habilidades", "Actions": "Acciones",
+    "Abandoned today, not called back": "Abandonadas hoy, sin devolver", "time": "hora", "caller": "llamante",
+    "waited": "esperó", "none": "ninguna", "Listen": "Escuchar", "Whisper": "Susurrar", "Barge": "Intervenir",
+    "Mark handled": "Marcar atendida", "{shown} of {total} agents": "{shown} de {total} agentes",
+    "{queue} · waiting {value}": "{queue} · en espera {value}", "no agents": "sin agentes", "repeat": "repetida",
+    "today: offered {offered}, answered {answered}, abandoned {abandoned}, SL {sl}, ASA {asa}, AHT {aht}":
+      "hoy: ofrecidas {offered}, atendidas {answered}, abandonadas {abandoned}, NS {sl}, TMR {asa}, TMO {aht}",
+    "(paused: {reason})": "(en pausa: {reason})", "done": "hecho", "{action} {agent}: done": "{action} {agent}: hecho",
   };
   const LANGS = { en: { name: "English", words: {} }, zh: { name: "中文", words: ZH }, es: { name: "Español", words: ES } };
   const KEY = "acdbridge.lang";

@@ -5,10 +5,13 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
+  const t = (english, values) => window.acdI18n.t(english, values);
   const STATES = { ready: "Ready", ringing: "Ringing", talking: "Talking", on_hold: "On hold",
     wrapup: "Wrap-up", paused: "Paused", logged_out: "Logged out" };
   const rows = new Map();  // agent -> {tr, row, cells}
   const panels = new Map();  // queue -> its panel's <div>
+  const queueData = new Map();  // queue -> its last message, to re-word on a language change
+  let lastAbandons = [];
   let offset = 0, csrf = "", redFactor = 2, sortKey = "agent", sortUp = true;
   const clock = () => Date.now() / 1000 + offset;
 
@@ -18,6 +21,7 @@
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), x = s % 60;
     return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(x).padStart(2, "0");
   }
+  function stateName(s) { return STATES[s] ? t(STATES[s]) : s; }
   function set(el, value) { const t = value == null || value === "" ? "–" : String(value); if (el.textContent !== t) el.textContent = t; }
   function level(r, now) {
     if (r.limit_s == null || r.since == null) return "";
@@ -27,7 +31,7 @@
 
   function button(label, action, cls) {
     const b = document.createElement("button");
-    b.type = "button"; b.textContent = label; b.dataset.action = action;
+    b.type = "button"; b.dataset.en = label; b.textContent = t(label); b.dataset.action = action;
     if (cls) b.className = cls;
     return b;
   }
@@ -50,8 +54,8 @@
     set(c.agent, r.agent);
     const st = c.st.firstChild;
     st.className = "state " + r.state;
-    const paused = r.state === "paused" ? ": " + r.reason : r.paused ? " (paused: " + r.reason + ")" : "";
-    set(st, (STATES[r.state] || r.state) + (r.reason || r.paused ? paused : ""));
+    const paused = r.state === "paused" ? ": " + r.reason : r.paused ? " " + t("(paused: {reason})", { reason: r.reason }) : "";
+    set(st, stateName(r.state) + (r.reason || r.paused ? paused : ""));
     entry.tr.dataset.paused = r.paused ? "1" : "0";
     entry.tr.dataset.state = r.state;
     set(c.caller, r.caller); set(c.queue, r.call_queue); set(c.calls, r.calls_today);
@@ -96,26 +100,26 @@
   function refilter() {
     let shown = 0;
     for (const e of rows.values()) { const v = visible(e.row); e.tr.hidden = !v; shown += v; }
-    $("count").textContent = shown + " of " + rows.size + " agents";
+    $("count").textContent = t("{shown} of {total} agents", { shown: shown, total: rows.size });
   }
-  function options(sel, values) {
+  function options(sel, values, label) {
     const have = [...sel.options].map((o) => o.value).slice(1).join("|");
     if (have === values.join("|")) return;
     const keep = sel.value;
     while (sel.options.length > 1) sel.remove(1);
-    for (const v of values) sel.add(new Option(v, v));
+    for (const v of values) sel.add(new Option(label ? label(v) : v, v));
     sel.value = values.includes(keep) ? keep : "";
   }
 
   function panel(q) {
     const div = document.createElement("div"); div.className = "qpanel"; div.dataset.queue = q.queue;
-    const h = document.createElement("h3"); h.textContent = q.queue + " · waiting " + q.waiting;
-    const t = q.today, sl = t.service_level == null ? "–" : Math.round(t.service_level * 100) + "%";
+    const h = document.createElement("h3"); h.textContent = t("{queue} · waiting {value}", { queue: q.queue, value: q.waiting });
+    const d = q.today, sl = d.service_level == null ? "–" : Math.round(d.service_level * 100) + "%";
     const f = document.createElement("div"); f.className = "fig-line";
-    f.textContent = "today: offered " + t.offered + ", answered " + t.answered + ", abandoned " +
-      t.abandoned + ", SL " + sl + ", ASA " + span(t.asa_s) + ", AHT " + span(t.aht_s);
+    f.textContent = t("today: offered {offered}, answered {answered}, abandoned {abandoned}, SL {sl}, ASA {asa}, AHT {aht}",
+      { offered: d.offered, answered: d.answered, abandoned: d.abandoned, sl: sl, asa: span(d.asa_s), aht: span(d.aht_s) });
     const a = document.createElement("div"); a.className = "fig-line";
-    a.textContent = Object.entries(q.agents).map(([s, n]) => (STATES[s] || s) + " " + n).join(" · ") || "no agents";
+    a.textContent = Object.entries(q.agents).map(([s, n]) => stateName(s) + " " + n).join(" · ") || t("no agents");
     const ol = document.createElement("ol");
     for (const c of q.callers) {
       const li = document.createElement("li"); li.dataset.enter = c.enter_ts;
@@ -124,7 +128,7 @@
       li.append(who, wait);
       for (const tag of [c.vip && "VIP", c.call_type, c.language, c.repeat && "repeat"]) {
         if (!tag) continue;
-        const s = document.createElement("span"); s.className = tag === "VIP" ? "vip" : "tag"; s.textContent = tag;
+        const s = document.createElement("span"); s.className = tag === "VIP" ? "vip" : "tag"; s.textContent = tag === "repeat" ? t(tag) : tag;
         li.append(s);
       }
       ol.append(li);
@@ -135,8 +139,9 @@
   // only the panels that changed are rebuilt; the others keep their nodes
   function renderQueues(changed, gone) {
     const box = $("queues");
-    for (const name of gone) { const old = panels.get(name); if (old) old.remove(); panels.delete(name); }
+    for (const name of gone) { const old = panels.get(name); if (old) old.remove(); panels.delete(name); queueData.delete(name); }
     for (const [name, q] of Object.entries(changed)) {
+      queueData.set(name, q);
       const div = panel(q), old = panels.get(name);
       if (old) old.replaceWith(div);
       else {
@@ -149,8 +154,9 @@
   }
   function renderAbandons(list) {
     const body = $("abandons");
+    lastAbandons = list;
     body.replaceChildren();
-    if (!list.length) { const td = body.insertRow().insertCell(); td.colSpan = 5; td.textContent = "none"; td.className = "empty"; }
+    if (!list.length) { const td = body.insertRow().insertCell(); td.colSpan = 5; td.textContent = t("none"); td.className = "empty"; }
     for (const a of list) {
       const tr = body.insertRow(); tr.dataset.key = a.key;
       const when = new Date(a.time * 1000).toLocaleTimeString();
@@ -164,7 +170,7 @@
     offset = msg.now - Date.now() / 1000;
     if (msg.full) {
       for (const e of rows.values()) e.tr.remove();
-      rows.clear(); $("queues").replaceChildren(); panels.clear();
+      rows.clear(); $("queues").replaceChildren(); panels.clear(); queueData.clear();
     }
     if (msg.rows) {
       for (const name of msg.gone || []) { const e = rows.get(name); if (e) { e.tr.remove(); rows.delete(name); } }
@@ -186,8 +192,8 @@
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body) });
       const answer = await r.json().catch(() => ({}));
       if (!r.ok) $("problem").textContent = answer.error || r.statusText;
-      else $("done").textContent = answer.action ? answer.action + " " + answer.agent + ": done" : "done";
-    } catch (e) { $("problem").textContent = "the daemon did not answer: " + e; }
+      else $("done").textContent = answer.action ? t("{action} {agent}: done", answer) : t("done");
+    } catch (e) { $("problem").textContent = t("the daemon did not answer: {value}", { value: e }); }
   }
   $("rows").addEventListener("click", (ev) => {
     const b = ev.target.closest("button"); if (!b) return;
@@ -218,12 +224,22 @@
       if (!r.ok) { $("problem").textContent = body.error || r.statusText; return; }
       redFactor = body.red_factor;
       for (const reason of body.pause_reasons) $("reason").add(new Option(reason, reason));
-      options($("f-skill"), body.skills); options($("f-state"), Object.keys(STATES));
+      options($("f-skill"), body.skills); options($("f-state"), Object.keys(STATES), stateName);
       for (const s of body.skills) $("skill-name").add(new Option(s, s));
       const es = new EventSource("/api/supervisor/events");
-      es.onopen = () => { $("link").textContent = "live"; $("link").className = "link live"; };
-      es.onerror = () => { $("link").textContent = "reconnecting…"; $("link").className = "link"; };
+      es.onopen = () => { $("link").dataset.i18nEn = "live"; $("link").textContent = t("live"); $("link").className = "link live"; };
+      es.onerror = () => { $("link").dataset.i18nEn = "reconnecting…"; $("link").textContent = t("reconnecting…"); $("link").className = "link"; };
       es.onmessage = (ev) => apply(JSON.parse(ev.data));
     })
-    .catch((e) => { $("problem").textContent = "the daemon did not answer: " + e; });
+    .catch((e) => { $("problem").textContent = t("the daemon did not answer: {value}", { value: e }); });
+
+  // a language switch re-words what the script built (the HTML's words i18n.js does itself)
+  document.addEventListener("acd-lang", () => {
+    for (const e of rows.values()) {
+      for (const b of e.tr.querySelectorAll("button")) b.textContent = t(b.dataset.en);
+      if (e.row) fill(e, e.row);
+    }
+    for (const o of [...$("f-state").options].slice(1)) o.textContent = stateName(o.value);
+    renderQueues(Object.fromEntries(queueData), []); renderAbandons(lastAbandons); refilter();
+  });
 })();
