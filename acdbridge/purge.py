@@ -7,6 +7,8 @@ theirs (a pseudonym is still personal data while the key exists). The journal is
 and CRC-framed, so it is not rewritten: its segments holding the number are deleted, except those
 a crash recovery still needs (from the last checkpoint on), which are named with what to do. The
 caller directory and Asterisk's own files are the site's: purge says when they hold the number.
+Call recordings of the caller's calls (docs/recording.md) are deleted from this PBX's `[recording]
+dir` (indexed or not yet), their rows marked; another PBX's are named, for its host.
 Every purge, dry runs too, is in the audit table under the caller's pseudonym, never the number."""
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from acdbridge.core import pseudonym
 from acdbridge.errors import AcdError
 from acdbridge.logmask import mask_number
 from acdbridge.runtime import checkpoint
+from acdbridge.runtime.recordings import PREFIX, SUFFIX
 from acdbridge.settings.journalconf import default_dir
 from acdbridge.settings.privacyconf import default_key_file
 
@@ -52,6 +55,14 @@ class Site:
     journal: Path | None
     key_file: Path
     directory: Path | None = None
+    recordings: Path | None = None  # this PBX's [recording] dir (None: --db, not known)
+    pbx: str = ""
+
+
+@dataclass
+class RecordingScan:
+    deleted: list[str] = field(default_factory=list)  # file names
+    kept: list[str] = field(default_factory=list)  # "name (why)": for the operator to delete
 
 
 @dataclass
@@ -76,7 +87,8 @@ def site_of(args: argparse.Namespace) -> Site:
         raise PurgeError(f"no store at {cfg.store.path}")
     directory = cfg.flow.directory if cfg.flow is not None else None
     journal = cfg.journal.dir if cfg.journal is not None else None
-    return Site(lambda: open_store(cfg.store), journal, cfg.privacy.key_file, directory)
+    return Site(lambda: open_store(cfg.store), journal, cfg.privacy.key_file, directory,
+                cfg.recording.dir, cfg.store.pbx)  # fmt: skip
 
 
 def scan_journal(directory: Path, found: Callable[[str], bool], dry_run: bool) -> JournalScan:
@@ -105,13 +117,48 @@ def scan_journal(directory: Path, found: Callable[[str], bool], dry_run: bool) -
     return scan
 
 
+def erase_recordings(store: Any, calls: set[tuple[str, str]], site: Site, now: float,
+                     dry_run: bool) -> RecordingScan:  # fmt: skip
+    """The recordings of the caller's calls: the indexed file, else the dialplan's name for one
+    the indexer has not reached yet (the call ended a moment ago). A row's file already gone is
+    marked too; a file that cannot be deleted is named, as are other PBXes' (their own hosts)."""
+    scan = RecordingScan()
+    rows = store.recordings_of(sorted(calls))
+    for pbx, uid in sorted(calls):
+        row = rows.get((pbx, uid))
+        if row is not None and row.deleted_at is not None:
+            continue
+        name = row.file if row is not None else f"{PREFIX}{uid}{SUFFIX}"
+        if site.recordings is None or pbx != site.pbx:
+            if row is not None:
+                where = "--db does not say where" if site.recordings is None else f"PBX {pbx!r}'s host"
+                scan.kept.append(f"{name} ({where})")
+            continue
+        path = site.recordings / name
+        if not path.exists():
+            if row is not None and not dry_run:
+                store.recording_erased(pbx, uid, now)
+            continue
+        if not dry_run:
+            try:
+                path.unlink()
+            except OSError as exc:
+                scan.kept.append(f"{name} ({exc.strerror})")
+                continue
+            if row is not None:
+                store.recording_erased(pbx, uid, now)
+        scan.deleted.append(name)
+    return scan
+
+
 def _in_directory(path: Path | None, number: str) -> bool:
     from acdbridge.adapters.directory import Directory
 
     return path is not None and Directory(path).lookup(number) is not None
 
 
-def report(number: str, erasure: Erasure, scan: JournalScan | None, site: Site, dry_run: bool) -> list[str]:
+def report(number: str, erasure: Erasure, scan: JournalScan | None, recs: RecordingScan, site: Site,
+           dry_run: bool) -> list[str]:  # fmt: skip
     verb = "would be" if dry_run else "were"
     visits, legs = _n(erasure.rows["visits"], "visit"), _n(erasure.rows["ivr_legs"], "IVR leg")
     lines = [f"caller {mask_number(number)}{' (dry run: nothing changed)' if dry_run else ''}:",
@@ -120,6 +167,10 @@ def report(number: str, erasure: Erasure, scan: JournalScan | None, site: Site, 
              f"  store: {_n(erasure.quarantine, 'quarantined row')} and "
              f"{_n(erasure.outbox, 'webhook event')} {verb} deleted, "
              f"{_n(erasure.saved_state, 'saved call')} in progress {verb} blanked"]  # fmt: skip
+    lines.append(f"  recordings: {_n(len(recs.deleted), 'file')} {verb} deleted")
+    if recs.kept:
+        kept = _n(len(recs.kept), "file")
+        lines.append(f"  recordings: {kept} KEPT, delete by hand: {', '.join(recs.kept)}")
     if scan is None:
         lines.append("  journal: none")
     else:
@@ -135,8 +186,8 @@ def report(number: str, erasure: Erasure, scan: JournalScan | None, site: Site, 
     if _in_directory(site.directory, number):
         lines.append(f"  caller directory {site.directory} lists this number: it is the site's own file, "
                      "remove the row there")  # fmt: skip
-    lines.append("  not reached: exports already written, Asterisk's own files (queue_log, CDR, "
-                 "recordings) and backups: see docs/privacy.md")  # fmt: skip
+    lines.append("  not reached: exports already written, Asterisk's own files (queue_log, CDR, recordings "
+                 "made outside acdbridge's dialplan) and backups: see docs/privacy.md")  # fmt: skip
     return lines
 
 
@@ -161,16 +212,17 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     try:
         erasure = store.erase_caller(match, found, time.time(), dry_run=args.dry_run)
         scan = scan_journal(site.journal, found, args.dry_run) if site.journal is not None else None
+        recs = erase_recordings(store, erasure.calls, site, time.time(), args.dry_run)
         detail = (f"visits {erasure.rows['visits']}, ivr_legs {erasure.rows['ivr_legs']}, quarantine "
                   f"{erasure.quarantine}, outbox {erasure.outbox}, saved {erasure.saved_state}, segments "
-                  f"deleted "
-                  f"{len(scan.deleted) if scan else 0}, kept {len(scan.kept) if scan else 0}")  # fmt: skip
+                  f"deleted {len(scan.deleted) if scan else 0}, kept {len(scan.kept) if scan else 0}, "
+                  f"recordings deleted {len(recs.deleted)}, kept {len(recs.kept)}")  # fmt: skip
         target = pseudo or mask_number(number)
         store.audit(AuditEntry(time.time(), actor(), "caller_purge", target,
                                "dry_run" if args.dry_run else "ok", "", detail))  # fmt: skip
     finally:
         store.close()
-    for line in report(number, erasure, scan, site, args.dry_run):
+    for line in report(number, erasure, scan, recs, site, args.dry_run):
         print(line)
     return 0
 

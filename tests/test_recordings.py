@@ -146,3 +146,44 @@ def test_the_recording_table_is_read() -> None:
             "recording": {"dir": "/srv/monitor", "scan_s": 30}}  # fmt: skip
     cfg, problems = validate(data, "t.toml", {})
     assert problems.errors == [] and cfg.recording == RecordingConfig(Path("/srv/monitor"), 30.0)
+
+
+def test_purge_deletes_the_callers_recordings_indexed_or_not_and_names_what_it_cannot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from acdbridge.adapters.store import SqliteStore
+    from acdbridge.cli import main
+    from tests.test_privacy import visit
+
+    monitor, db = tmp_path / "monitor", tmp_path / "s.sqlite"
+    monitor.mkdir()
+    store = SqliteStore(db)
+    store.write([visit(1, NOW - DAY, "+4930111111"), visit(2, NOW - 60, "+4930111111"),
+                 visit(3, NOW - DAY, "+4930222222")], [])  # fmt: skip
+    files = {uid: _wav(monitor, uid, 2.0, NOW - DAY) for uid in ("u1", "u2", "u3")}
+    for uid in ("u1", "u3"):  # u2's call ended a moment ago: not indexed yet
+        row = describe(files[uid], NOW)
+        assert row is not None and store.put_recording(row)
+    store.close()
+    config = tmp_path / "acd.toml"
+    config.write_text(f'[store]\npath = "{db}"\n[recording]\ndir = "{monitor}"\n')
+
+    assert main(["purge", "--caller", "+49 30 111111", "--dry-run", "--config", str(config)]) == 0
+    assert "recordings: 2 files would be deleted" in capsys.readouterr().out
+    assert all(p.exists() for p in files.values())
+    assert main(["purge", "--caller", "+49 30 111111", "--config", str(config)]) == 0
+    assert "recordings: 2 files were deleted" in capsys.readouterr().out
+    assert [p.exists() for p in files.values()] == [False, False, True]
+    store = SqliteStore(db)
+    try:
+        gone, kept = store.recording("u1"), store.recording("u3")
+        assert gone is not None and gone.deleted_at is not None
+        assert kept is not None and kept.deleted_at is None
+        assert "recordings deleted 2, kept 0" in store.audit_entries(0, 1e12, 10)[-1].detail
+    finally:
+        store.close()
+    # --db names no [recording] dir: an indexed file is named for the operator, and left alone
+    assert main(["purge", "--caller", "+49 30 222222", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "1 file KEPT, delete by hand: acdbridge-u3.wav (--db does not say where)" in out
+    assert files["u3"].exists()

@@ -28,6 +28,7 @@ class Erasure:
     quarantine: int = 0  # quarantined rows naming the number: deleted
     saved_state: int = 0  # calls in progress in a saved tracker state: their caller blanked
     outbox: int = 0  # webhook events naming the number, in any state: deleted (never sent)
+    calls: set[tuple[str, str]] = field(default_factory=set)  # (pbx, uniqueid) matched: their recordings
 
 
 class PrivacyRows:
@@ -78,11 +79,12 @@ class PrivacyRows:
     def erase_caller(self, match: Callable[[object], bool], text_match: Callable[[str], bool],
                      now: float, *, dry_run: bool = False) -> Erasure:  # fmt: skip
         """Blank the caller fields of every record of this number (all PBXes), delete the
-        quarantined rows and webhook events naming it and blank it in saved tracker states.
+        quarantined rows and webhook events naming it and blank it in saved tracker states; the
+        calls found are in the answer's `calls` (their recordings are files: purge.py's).
         `match` tests a field, `text_match` a raw text. dry_run: only count."""
         found = Erasure()
         for table in KEYS:
-            found.rows[table] = self._erase_rows(table, match, now, dry_run)
+            found.rows[table] = self._erase_rows(table, match, now, dry_run, found.calls)
         rows = self._select("SELECT id, row FROM quarantine", [])
         doomed = [(qid,) for qid, raw in rows if text_match(str(raw))]
         found.quarantine = len(doomed)
@@ -104,8 +106,10 @@ class PrivacyRows:
                 self._batch([(sql, [(dumps(state), key)])])
         return found
 
-    def _erase_rows(self, table: str, match: Callable[[object], bool], now: float, dry_run: bool) -> int:
-        """Every row of `table`, read in pages in key order (keyset: no offset rescans)."""
+    def _erase_rows(self, table: str, match: Callable[[object], bool], now: float, dry_run: bool,
+                    calls: set[tuple[str, str]]) -> int:  # fmt: skip
+        """Every row of `table`, read in pages in key order (keyset: no offset rescans); the
+        matched rows' (pbx, uniqueid) added to `calls`."""
         keys = KEYS[table]
         columns = ", ".join(keys)
         after: tuple[Any, ...] | None = None
@@ -122,6 +126,7 @@ class PrivacyRows:
                     continue  # the daemon quarantines such a row when it meets it
                 if pseudonym.record_matches(table, record, match):
                     updates.append((dumps(pseudonym.erased(table, record)), now, *key))
+                    calls.add((str(key[0]), str(key[1])))  # both tables' keys begin pbx, uniqueid
             count += len(updates)
             if updates and not dry_run:
                 self._batch([(self._update(table), updates)])

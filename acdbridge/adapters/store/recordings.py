@@ -5,6 +5,7 @@ retention removes the file. Keyed by (pbx, uniqueid): the caller's channel, as t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,22 @@ class RecordingRows:
         return [_recording(r) for r in self._select(self._sql(sql), [self.pbx, ts, limit])]
 
     def recording_deleted(self, uniqueid: str, ts: float) -> None:
+        self.recording_erased(self.pbx, uniqueid, ts)
+
+    def recording_erased(self, pbx: str, uniqueid: str, ts: float) -> None:
+        """The file is gone (the retention, an erasure): the row stays, marked, never re-indexed."""
         sql = "UPDATE recordings SET deleted_at = ? WHERE pbx = ? AND uniqueid = ? AND deleted_at IS NULL"
-        self._change(self._sql(sql), [ts, self.pbx, uniqueid])
+        self._change(self._sql(sql), [ts, pbx, uniqueid])
+
+    def recordings_of(self, calls: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Recording]:
+        """The rows of these (pbx, uniqueid) calls, any PBX's, deleted ones too: an erasure's."""
+        sql = self._sql(f"SELECT {', '.join(_COLUMNS)} FROM recordings WHERE pbx = ? AND uniqueid = ?")
+        found: dict[tuple[str, str], Recording] = {}
+        for pbx, uid in calls:  # one caller's calls: a handful of point reads by the primary key
+            rows = self._select(sql, [pbx, uid])
+            if rows:
+                found[(pbx, uid)] = _recording(rows[0])
+        return found
 
 
 def _recording(row: tuple[Any, ...]) -> Recording:
