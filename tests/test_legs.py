@@ -88,6 +88,7 @@ def test_a_routed_greeting_is_one_leg_with_call_type_language_vip_queue_and_dura
             "vip": True,
             "queue": "water_es",
             "recording": "",
+            "notice": "",
         }
     ]
     assert p.legs.open == {}
@@ -127,6 +128,27 @@ def test_a_hangup_during_the_greeting_is_an_ivr_abandon_and_no_queue_visit() -> 
     assert visits == [] and p.calls.active == {}
     assert p.tallies.ivr[("water", "ivr_abandoned")] == 1
     assert not any(k[1] == "abandoned" for k in p.tallies.calls)
+
+
+def test_a_hang_up_during_a_notice_or_just_after_it_is_informed_later_an_ivr_abandon() -> None:
+    p = Pipeline()
+    cases = [(0.0, None, 3.0), (100.0, 8.0, 12.0), (200.0, 8.0, 13.5)]  # (start, notice end, hang-up)
+    for start, notice_end, hangup in cases:
+        uid = f"1795000000.{int(start) + 300}"
+        steps = [
+            varset(T0 + start, "ACD_HOTLINE", "water", uid),
+            varset(T0 + start + 1, "__ACD_NOTICE", "outage", uid),
+        ]
+        if notice_end is not None:
+            steps.append(varset(T0 + start + notice_end, "ACD_NOTICE_END", "outage", uid))
+        feed(p, *steps, ev("Hangup", T0 + start + hangup, Uniqueid=uid, Cause="16"))
+    feed(p, *greeting(T0 + 300))  # no notice: nothing counted for notices
+    legs = p.ivr_legs
+    assert [(leg["outcome"], leg["notice"]) for leg in legs] == [
+        ("informed", "outage"), ("informed", "outage"), ("ivr_abandoned", "outage"), ("routed", "")
+    ]  # fmt: skip
+    assert p.tallies.notices == {("water", "outage", "informed"): 2, ("water", "outage", "continued"): 1}
+    assert p.tallies.ivr[("water", "informed")] == 2 and p.tallies.ivr[("water", "ivr_abandoned")] == 1
 
 
 def test_a_queue_join_while_the_leg_is_open_ends_it_as_a_fallback() -> None:

@@ -181,8 +181,14 @@ def _call_flow_families(tallies: Tallies) -> list[Metric]:
                                 labels=["queue", "code", "resolved"])  # fmt: skip
     for key, n in sorted(tallies.dispositions.items()):
         codes.add_metric(list(key), n)
+    notices = CounterMetricFamily("acd_notices_played", "Service notices played at the greeting, by what the "
+                                  "caller did next: informed (hung up) or continued",
+                                  labels=["hotline", "notice", "result"])  # fmt: skip
+    for key3, n in sorted(tallies.notices.items()):
+        notices.add_metric(list(key3), n)
     ivr_time = [((h,), hist) for h, hist in tallies.ivr_time.items()]
-    return [ivr, surveys, codes, _histogram("acd_ivr_seconds", "Time in the greeting", ["hotline"], ivr_time)]
+    greeting_time = _histogram("acd_ivr_seconds", "Time in the greeting", ["hotline"], ivr_time)
+    return [ivr, notices, surveys, codes, greeting_time]
 
 
 def _window_families(windows: KpiWindows, kpi_config: KpiConfig | None) -> list[Metric]:

@@ -6,8 +6,8 @@ centre's local time.
 Channel variables set here are the contract with the dialplan (asterisk_conf/extensions.conf)
 and with the tracker (core/legs.py reads them back from AMI VarSet events):
   ACD_HOTLINE (first: the IVR leg starts), CHANNEL(language), __ACD_ACCOUNT/NAME/ADDRESS/VIP (the
-  agent's screen pop, inherited by the agent's channel), __ACD_NOTICE (the notice played: the
-  screen pop's too), ACD_CALLTYPE, ACD_LANG, ACD_VIP,
+  agent's screen pop, inherited by the agent's channel), __ACD_NOTICE before a notice plays (the
+  screen pop's too) and ACD_NOTICE_END once it has, ACD_CALLTYPE, ACD_LANG, ACD_VIP,
   ACD_RECORDING and ACD_RECORD (the recording notice, the caller's choice: docs/recording.md),
   QUEUE_PRIO, QUEUE_MAX_PENALTY, ACD_RULE, ACD_SURVEY, ACD_QUEUE (the dialplan's target; "-":
   hang up; unset: the daemon failed, the dialplan uses its default queue) and last ACD_IVR
@@ -156,9 +156,12 @@ def hotline_script(
             and notice.start_ts <= ctx.now_ts < notice.end_ts
             and (not notice.areas or area in notice.areas)
         ):
+            # set before the prompt and marked after it: a caller who hangs up during the notice or
+            # just after was informed (core/legs.py), not an abandon; the screen pop shows it too
+            yield SetVar("__ACD_NOTICE", notice.name)
             pressed = yield Play(f"acdbridge/notice-{notice.name}", digits)
             ctx.summary["notice"] = notice.name
-            yield SetVar("__ACD_NOTICE", notice.name)  # the agent's screen pop shows it
+            yield SetVar("ACD_NOTICE_END", notice.name)
     call_type = yield from _menu(hotline, pressed)
     if call_type is None:
         call_type, ctx.summary["menu"] = hotline.default_call_type, "default"

@@ -4,7 +4,9 @@ Asterisk's Timestamp, so a recorded stream replays to the same legs. Sans-IO.
 
 An IVR leg starts at ACD_HOTLINE and ends at ACD_IVR (routed | closed), at the caller's
 QueueCallerJoin when the script failed half-way (the dialplan fell back: `fallback`), or at the
-caller's Hangup while still in the script: `ivr_abandoned`, never a queue abandon. A disposition
+caller's Hangup while still in the script: `ivr_abandoned`, never a queue abandon -- or `informed`
+when the caller hangs up during a service notice or within INFORMED_S of its end (they heard
+what they called about: a deflected call, counted per notice). A disposition
 from the web desk comes as the AMI UserEvent AcdDisposition with the same value as *55N's."""
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ Record = dict[str, Any]
 MAX_OPEN_LEGS = 10_000
 RECORDING_CHOICES = ("always", "consent", "opted_out")  # a label: a closed set
 MAX_SCORE_DIGITS = 2  # a leg whose Hangup was missed is dropped, oldest first, beyond this
+INFORMED_S = 5.0  # a hang-up this soon after a notice ended is the notice's doing
 
 
 @dataclass
@@ -34,6 +37,12 @@ class IvrLeg:
     vip: bool = False
     queue: str = ""
     recording: str = ""  # always | consent | opted_out; "": the hotline does not record
+    notice: str = ""  # the service notice the caller heard (or was hearing)
+    notice_end_ts: float | None = None  # None while it plays
+
+
+def _informed(leg: IvrLeg, hangup_ts: float) -> bool:
+    return bool(leg.notice) and (leg.notice_end_ts is None or hangup_ts - leg.notice_end_ts <= INFORMED_S)
 
 
 def leg_record(leg: IvrLeg, end_ts: float, outcome: str) -> Record:
@@ -51,6 +60,7 @@ def leg_record(leg: IvrLeg, end_ts: float, outcome: str) -> Record:
         "vip": leg.vip,
         "queue": leg.queue,
         "recording": leg.recording,
+        "notice": leg.notice,
     }
 
 
@@ -86,7 +96,8 @@ class LegTracker:
             leg.queue = leg.queue or h.get("Queue", "")
             self.on_leg(leg_record(leg, ts, "fallback"))
         elif msg.name == "Hangup" and uid in self.open:
-            self.on_leg(leg_record(self.open.pop(uid), ts, "ivr_abandoned"))
+            leg = self.open.pop(uid)
+            self.on_leg(leg_record(leg, ts, "informed" if _informed(leg, ts) else "ivr_abandoned"))
 
     def _varset(self, name: str, value: str, uid: str, h: dict[str, str], ts: float) -> None:
         if name == "ACD_HOTLINE":
@@ -121,6 +132,10 @@ class LegTracker:
             leg.vip = value == "1"
         elif name == "ACD_RECORDING" and value in RECORDING_CHOICES:
             leg.recording = value
+        elif name == "ACD_NOTICE":
+            leg.notice, leg.notice_end_ts = value, None
+        elif name == "ACD_NOTICE_END":
+            leg.notice_end_ts = ts
         elif name == "ACD_QUEUE" and value != "-":
             leg.queue = value
         elif name == "ACD_IVR":

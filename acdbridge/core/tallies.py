@@ -68,6 +68,7 @@ class Tallies:
     wrap: dict[str, Histogram] = field(default_factory=dict)
     ivr: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hotline, outcome)
     ivr_time: dict[str, Histogram] = field(default_factory=dict)
+    notices: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (hotline, notice, result)
     surveys: Counter[tuple[str, str]] = field(default_factory=Counter)  # (queue, score)
     dispositions: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (queue, code, resolved)
     overflowed: int = 0  # observations counted under "other" (MAX_SERIES)
@@ -87,6 +88,10 @@ class Tallies:
         hotline = leg["hotline"]
         self.ivr[self._key(self.ivr, (hotline, leg["outcome"]), (OTHER, OTHER))] += 1
         self._hist(self.ivr_time, hotline, OTHER, IVR_BUCKETS).observe(_seconds(leg["ivr_s"]))
+        if leg.get("notice"):  # rows stored before notices were on the leg have none
+            result = "informed" if leg["outcome"] == "informed" else "continued"
+            key = self._key(self.notices, (hotline, leg["notice"], result), (OTHER, OTHER, result))
+            self.notices[key] += 1
 
     def add_feedback(self, f: Record) -> None:
         queue = f["queue"]

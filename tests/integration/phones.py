@@ -27,6 +27,7 @@ class LabPhones:
         self.events: list[Event] = []
         self.keys: dict[tuple[str, str], str] = {}  # (caller number, stage) -> key
         self.ivr_hangup: dict[str, float] = {}  # caller number -> seconds into the greeting
+        self.notice_hangup: dict[str, float] = {}  # caller number -> seconds into a service notice
         self.talk_s: dict[str, float] = {}  # agent extension -> talk seconds, then hangs up
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pump: asyncio.Task[None] | None = None
@@ -67,6 +68,10 @@ class LabPhones:
                                               "Digit": key, "Duration": "250"})  # fmt: skip
             elif name == "VarSet" and variable == "ACD_HOTLINE" and number in self.ivr_hangup:
                 self._later(self.ivr_hangup[number], {"Action": "Hangup", "Channel": phone_of(ev["channel"])})
+            elif name == "VarSet" and variable.lstrip("_") == "ACD_NOTICE" and number in self.notice_hangup:
+                self._later(
+                    self.notice_hangup[number], {"Action": "Hangup", "Channel": phone_of(ev["channel"])}
+                )
             elif name == "AgentConnect":
                 ext = ev.get("interface", "").removeprefix("Local/").split("@")[0]
                 if ext in self.talk_s:

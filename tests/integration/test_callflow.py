@@ -351,6 +351,32 @@ def test_a_caller_who_hangs_up_in_the_greeting_is_ivr_abandoned_not_a_queue_aban
     assert not [e for e in queuelog.read(callflow_lab.queue_log, since=started) if e.event == "ENTERQUEUE"]
 
 
+def test_a_caller_who_hangs_up_during_the_notice_is_informed_and_counted_per_notice(
+    callflow_lab: pbx.LabSettings, tmp_path: Path
+) -> None:
+    daemon = start_daemon(tmp_path, callflow_lab)
+    started = time.time()
+
+    async def scenario(phones: LabPhones) -> None:
+        await login(phones, ANA)
+        phones.notice_hangup["13800000001"] = 1.0  # a known caller in Haidian: hears the mains notice
+        await phones.call("13800000001", "6000")
+        await phones.wait_for(event("Hangup", calleridnum="13800000001"), 30, "the caller hangs up")
+        await asyncio.sleep(2)
+
+    run(scenario, callflow_lab)
+    metrics = scrape(daemon.http_port)
+    daemon.stop()
+    visits, legs, _ = stored(daemon)
+    assert [(leg["caller"], leg["outcome"], leg["notice"]) for leg in legs] == [
+        ("13800000001", "informed", "haidian-mains")
+    ]
+    assert 'acd_notices_played_total{hotline="water",notice="haidian-mains",result="informed"} 1.0' in metrics
+    assert 'acd_ivr_calls_total{hotline="water",outcome="informed"} 1.0' in metrics
+    assert not [v for v in visits if v["caller"] == "13800000001"]
+    assert not [e for e in queuelog.read(callflow_lab.queue_log, since=started) if e.event == "ENTERQUEUE"]
+
+
 def test_without_the_daemon_calls_still_reach_the_default_queue(callflow_lab: pbx.LabSettings) -> None:
     with socket.socket() as s:  # nothing listens where the dialplan's AGI points
         assert s.connect_ex(("127.0.0.1", AGI_PORT)) != 0
