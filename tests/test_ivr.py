@@ -350,8 +350,9 @@ def test_a_notice_is_played_after_the_greeting_to_callers_of_its_area() -> None:
     assert run.prompts == [GREETING, NOTICE, MENU]
     at = run.steps.index(Play(GREETING, "1234"))
     # marked before and after it: a hang-up meanwhile or just after is "informed" (core/legs.py)
+    name = "haidian-mains"
     assert run.steps[at + 1 : at + 4] == [
-        SetVar("__ACD_NOTICE", "haidian-mains"), Play(NOTICE, "1234"), SetVar("ACD_NOTICE_END", "haidian-mains")
+        SetVar("__ACD_NOTICE", name), Play(NOTICE, "1234"), SetVar("ACD_NOTICE_END", name)
     ]  # fmt: skip
     assert c.summary["notice"] == "haidian-mains"
 
