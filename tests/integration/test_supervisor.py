@@ -153,7 +153,7 @@ def test_a_supervisor_sees_a_live_call_barges_in_and_pauses_the_agent(
         page.select_option("#lang", "zh")  # what the script built is re-worded in place
         page.wait_for_selector("h1:text('班长席')", timeout=5_000)
         assert page.inner_text(f"{ROW} button[data-action=barge]") == "强插"
-        assert "\uff08暂停\uff1alunch\uff09" in page.inner_text(f"{ROW} td.st")  # full-width ( : )
+        assert "\uff08暂停\uff1alunch\uff09" in (page.text_content(f"{ROW} td.st") or "")  # full-width ( : )
         shoot(page, "paused-zh")
         page.click(f"{ROW} button[data-action=unpause]")
         phones.wait("QueueMemberPause", 10, "the unpause", paused="0")
