@@ -115,6 +115,11 @@ def plan_sync(
     return actions
 
 
+def urgent_priority(cfg: RoutingConfig) -> int:
+    """QUEUE_PRIO of an urgent call: above every other priority routing gives (VIP, repeat)."""
+    return max(cfg.vip_priority, cfg.repeat_priority) + 1
+
+
 def route(
     call_type: str,
     language: str,
