@@ -69,6 +69,10 @@ class FlowConfig:
     dispositions: dict[str, Disposition] = field(default_factory=dict)  # keypad code -> disposition
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # language -> name -> text
 
+    def oncall_hotlines(self) -> tuple[str, ...]:
+        """The hotlines whose urgent calls may ring an on-call engineer (acd_oncall_calls)."""
+        return tuple(sorted(n for n, h in self.hotlines.items() if h.urgent and h.oncall))
+
     def profile_by_extension(self, extension: str) -> AgentProfile | None:
         return next((p for p in self.profiles.values() if p.extension == extension), None)
 

@@ -88,6 +88,8 @@ def test_a_routed_greeting_is_one_leg_with_call_type_language_vip_queue_and_dura
             "vip": True,
             "queue": "water_es",
             "recording": "",
+            "urgent": False,
+            "oncall": "",
         }
     ]
     assert p.legs.open == {}

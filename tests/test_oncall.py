@@ -13,7 +13,7 @@ import pytest
 from acdbridge import config
 from acdbridge.core.ivr import CallContext, Caller, OpenSpan, hotline_script
 from acdbridge.core.oncall import OncallShift, oncall_reason, shift_now
-from acdbridge.core.routing import urgent_priority
+from acdbridge.core.routing import MemberBook, urgent_priority
 
 from .test_flowconfig import data, parse_error
 from .test_ivr import MENU, ROUTING, WATER, Run, drive
@@ -203,3 +203,20 @@ def test_a_rota_without_urgent_types_is_a_warning() -> None:
     _cfg, problems = config.validate(data(hotlines__water__oncall=[SHIFT]), "t.toml")
     assert not problems.errors
     assert any("hotlines.water.oncall: warning: ignored without `urgent`" in w for w in problems.warnings)
+
+
+# --- who is logged in, for the script (core/routing.py MemberBook) -------------------------------
+
+
+def test_logged_in_counts_members_paused_or_not_once_a_listing_completed() -> None:
+    book = MemberBook()
+    book.feed("QueueMember", {"Queue": "water", "Location": "PJSIP/9101", "Penalty": "0", "Paused": "1"})
+    assert book.logged_in() is None  # no QueueStatusComplete yet: not known
+    book.feed("QueueMember", {"Queue": "water", "Location": "PJSIP/9102", "Penalty": "1"})
+    book.feed("QueueMember", {"Queue": "broadband", "Location": "PJSIP/9102", "Penalty": "1"})
+    book.feed("QueueStatusComplete", {})
+    assert book.logged_in() == {"water": 2, "broadband": 1}
+    book.feed("QueueMemberRemoved", {"Queue": "broadband", "Interface": "PJSIP/9102"})
+    assert book.logged_in() == {"water": 2}
+    book.new_connection()
+    assert book.logged_in() is None

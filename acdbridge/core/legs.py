@@ -4,8 +4,13 @@ Asterisk's Timestamp, so a recorded stream replays to the same legs. Sans-IO.
 
 An IVR leg starts at ACD_HOTLINE and ends at ACD_IVR (routed | closed), at the caller's
 QueueCallerJoin when the script failed half-way (the dialplan fell back: `fallback`), or at the
-caller's Hangup while still in the script: `ivr_abandoned`, never a queue abandon. A disposition
-from the web desk comes as the AMI UserEvent AcdDisposition with the same value as *55N's."""
+caller's Hangup while still in the script: `ivr_abandoned`, never a queue abandon. ACD_IVR=oncall
+(an urgent call for the on-call engineer, core/oncall.py) keeps it open while the dialplan dials:
+it ends `oncall_answered` at the answering channel's ACD_ONCALL_ANSWERED (its value: the caller's
+Uniqueid), `oncall_unanswered` at ACD_ONCALL_RESULT=unanswered (every number tried) or
+`oncall_abandoned` at the caller's Hangup; `oncall` names the number dialled last (ACD_ONCALL_AT).
+A disposition from the web desk comes as the AMI UserEvent AcdDisposition with the same value as
+*55N's."""
 
 from __future__ import annotations
 
@@ -34,6 +39,9 @@ class IvrLeg:
     vip: bool = False
     queue: str = ""
     recording: str = ""  # always | consent | opted_out; "": the hotline does not record
+    urgent: bool = False  # an urgent call type (ACD_URGENT)
+    oncall: str = ""  # the on-call number dialled last: the one that answered, if any
+    dialling: bool = False  # ACD_IVR=oncall seen: the dialplan is ringing the on-call numbers
 
 
 def leg_record(leg: IvrLeg, end_ts: float, outcome: str) -> Record:
@@ -51,6 +59,8 @@ def leg_record(leg: IvrLeg, end_ts: float, outcome: str) -> Record:
         "vip": leg.vip,
         "queue": leg.queue,
         "recording": leg.recording,
+        "urgent": leg.urgent,
+        "oncall": leg.oncall,
     }
 
 
@@ -86,7 +96,8 @@ class LegTracker:
             leg.queue = leg.queue or h.get("Queue", "")
             self.on_leg(leg_record(leg, ts, "fallback"))
         elif msg.name == "Hangup" and uid in self.open:
-            self.on_leg(leg_record(self.open.pop(uid), ts, "ivr_abandoned"))
+            leg = self.open.pop(uid)
+            self.on_leg(leg_record(leg, ts, "oncall_abandoned" if leg.dialling else "ivr_abandoned"))
 
     def _varset(self, name: str, value: str, uid: str, h: dict[str, str], ts: float) -> None:
         if name == "ACD_HOTLINE":
@@ -110,6 +121,11 @@ class LegTracker:
                 return
             self._feedback("disposition", call, code, interface, ts, resolved == "1")
             return
+        if name == "ACD_ONCALL_ANSWERED":  # set on the answering channel, naming the caller's
+            answered = self.open.get(value)
+            if answered is not None and answered.dialling:
+                self.on_leg(leg_record(self.open.pop(value), ts, "oncall_answered"))
+            return
         leg = self.open.get(uid)
         if leg is None:
             return
@@ -123,8 +139,16 @@ class LegTracker:
             leg.recording = value
         elif name == "ACD_QUEUE" and value != "-":
             leg.queue = value
+        elif name == "ACD_URGENT":
+            leg.urgent = value == "1"
+        elif name == "ACD_ONCALL_AT":
+            leg.oncall = value
+        elif name == "ACD_IVR" and value == "oncall":
+            leg.dialling = True
         elif name == "ACD_IVR":
             self.on_leg(leg_record(self.open.pop(uid), ts, value))
+        elif name == "ACD_ONCALL_RESULT" and value == "unanswered" and leg.dialling:
+            self.on_leg(leg_record(self.open.pop(uid), ts, "oncall_unanswered"))
 
     def _feedback(
         self, kind: str, call: str, value: str, agent: str, ts: float, resolved: bool = False

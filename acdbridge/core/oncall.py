@@ -12,6 +12,8 @@ from datetime import datetime
 
 ONCALL_SEP = "^"  # not "&" (Dial's ring-at-once) nor "," (an application argument)
 DEFAULT_RING_S = 20
+# how an on-call call ended (core/legs.py: the IVR leg's outcome is oncall_<this>)
+ONCALL_OUTCOMES = ("answered", "unanswered", "abandoned")
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,16 @@ class MemberBook:
         elif name == "QueueStatusComplete":
             self.synced = True
 
+    def logged_in(self) -> dict[str, int] | None:
+        """queue -> members, paused or not (an urgent call skips a queue nobody is in); None
+        until a listing completed on this connection: not known is not empty."""
+        if not self.synced:
+            return None
+        out: dict[str, int] = {}
+        for queue, _interface in self.penalty:
+            out[queue] = out.get(queue, 0) + 1
+        return out
+
     def on_duty(self) -> dict[str, list[int]]:
         """queue -> penalties of its members who are not paused (routing widens when no expert is)."""
         out: dict[str, list[int]] = {}

@@ -68,6 +68,7 @@ class Tallies:
     wrap: dict[str, Histogram] = field(default_factory=dict)
     ivr: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hotline, outcome)
     ivr_time: dict[str, Histogram] = field(default_factory=dict)
+    oncall: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hotline, answered|...)
     surveys: Counter[tuple[str, str]] = field(default_factory=Counter)  # (queue, score)
     dispositions: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (queue, code, resolved)
     overflowed: int = 0  # observations counted under "other" (MAX_SERIES)
@@ -87,6 +88,9 @@ class Tallies:
         hotline = leg["hotline"]
         self.ivr[self._key(self.ivr, (hotline, leg["outcome"]), (OTHER, OTHER))] += 1
         self._hist(self.ivr_time, hotline, OTHER, IVR_BUCKETS).observe(_seconds(leg["ivr_s"]))
+        outcome = str(leg["outcome"])
+        if outcome.startswith("oncall_"):  # an urgent call for the on-call engineer (core/legs.py)
+            self.oncall[self._key(self.oncall, (hotline, outcome[7:]), (OTHER, outcome[7:]))] += 1
 
     def add_feedback(self, f: Record) -> None:
         queue = f["queue"]
