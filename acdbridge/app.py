@@ -112,6 +112,8 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
     if cfg.webhooks and isinstance(store, OutboxRows):  # both backends are
         hooks = WebhookSender(cfg.webhooks, store, writer.outboxed)
     views = Views(engine, cfg.kpi)
+    if callflow is not None:
+        views.oncall_hotlines = lambda: callflow.flow.oncall_hotlines()
     forecast = ForecastJob(store, views, pbx=cfg.store.pbx) if isinstance(store, PrivacyRows) else None
     registry, collector = new_registry(cfg.store.pbx)
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,

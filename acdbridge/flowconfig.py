@@ -17,6 +17,7 @@ from typing import Any
 from acdbridge.core.ivr import RECORD_MODES, WEEKDAYS, Hotline, Notice, OpenSpan
 from acdbridge.core.routing import AgentProfile, RoutingConfig, SkillGroup
 from acdbridge.errors import AcdError
+from acdbridge.settings.oncallconf import parse_urgent
 from acdbridge.settings.problems import Problems, dotted, get, known, listen, str_list, table
 
 FLOW_SECTIONS = {
@@ -33,7 +34,7 @@ HOTLINE_PROMPTS = ("greeting", "menu", "invalid", "closed")  # "holiday" falls b
 SURVEY_PROMPTS = ("survey", "thanks", "invalid")
 HOTLINE_KEYS = {"dids", "default_queue", "default_call_type", "languages", "menu", "hours", "holidays",
                 "menu_timeout_s", "menu_tries", "survey", "prompts",
-                "record", "record_optout_key"}  # fmt: skip
+                "record", "record_optout_key", "urgent", "oncall"}  # fmt: skip
 AGENT_KEYS = {"qa_score", "schedule", "extension", "interface", "skills", "team"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TIME = r"(?:[01]\d|2[0-4]):[0-5]\d"
@@ -67,6 +68,10 @@ class FlowConfig:
     pause_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PAUSE_REASONS))
     dispositions: dict[str, Disposition] = field(default_factory=dict)  # keypad code -> disposition
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # language -> name -> text
+
+    def oncall_hotlines(self) -> tuple[str, ...]:
+        """The hotlines whose urgent calls may ring an on-call engineer (acd_oncall_calls)."""
+        return tuple(sorted(n for n, h in self.hotlines.items() if h.urgent and h.oncall))
 
     def profile_by_extension(self, extension: str) -> AgentProfile | None:
         return next((p for p in self.profiles.values() if p.extension == extension), None)
@@ -153,13 +158,15 @@ def _hotline(p: Problems, name: str, t: dict[str, Any], prompts: dict[str, dict[
             texts.setdefault("holiday", texts["closed"])
         prompts.setdefault(lang, {}).update({f"{name}-{n}": text for n, text in texts.items()})
     hours = _hours(p, str_list(p, t, "hours", where), dotted(where, "hours"))
+    default_call_type = get(p, t, "default_call_type", where, str, next(iter(menu.values()), ""))
+    urgent, oncall = parse_urgent(p, t, where, menu, default_call_type)
     return Hotline(
-        name=name, default_queue=default_queue or "",
-        default_call_type=get(p, t, "default_call_type", where, str, next(iter(menu.values()), "")),
+        name=name, default_queue=default_queue or "", default_call_type=default_call_type,
         languages=languages, menu=menu, hours=hours, holidays=frozenset(holidays),
         menu_timeout_s=get(p, t, "menu_timeout_s", where, float, 5.0, lo=0.5, hi=60),
         menu_tries=get(p, t, "menu_tries", where, int, 2, lo=1, hi=10),
         survey=get(p, t, "survey", where, bool, True), record=record, record_optout_key=optout,
+        urgent=urgent, oncall=oncall,
     )  # fmt: skip
 
 

@@ -128,6 +128,8 @@ def replay_metrics(path: Path, cfg: Config | None = None, now: float | None = No
     else:  # the clock moved on to `now`: wrap-ups due by then have ended, as in the daemon
         engine.advance(now)
     views = Views(engine, cfg.kpi)
+    if cfg.flow is not None:
+        views.oncall_hotlines = cfg.flow.oncall_hotlines
     views.refresh_windows(now)
     registry, collector = new_registry(cfg.store.pbx)
     collector.publish(views.families(now))

@@ -21,7 +21,8 @@ DAEMON_RULE_TESTS = Path("grafana/alerts/daemon.rules.test.yml")
 # every rule file with its promtool test file and the alerts it must define
 RULE_FILES = {
     RULES: (RULE_TESTS, ("AcdAbandonmentSpike", "AcdServiceLevelLow", "AcdLongestWaitHigh",
-                         "AcdCallersWaitingNoAgent", "AcdStaffingShort", "AcdAmiDown", "AcdDaemonDown")),
+                         "AcdCallersWaitingNoAgent", "AcdStaffingShort", "AcdOncallUnanswered", "AcdAmiDown",
+                         "AcdDaemonDown")),
     DAEMON_RULES: (DAEMON_RULE_TESTS, ("AcdEventLoopLagHigh", "AcdInternalQueueDrops",
                                        "AcdTasksRestarting", "AcdStoreWriteErrors", "AcdStoreQuarantine",
                                        "AcdConfigReloadRejected")),

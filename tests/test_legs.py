@@ -89,6 +89,8 @@ def test_a_routed_greeting_is_one_leg_with_call_type_language_vip_queue_and_dura
             "queue": "water_es",
             "recording": "",
             "notice": "",
+            "urgent": False,
+            "oncall": "",
         }
     ]
     assert p.legs.open == {}

@@ -158,7 +158,7 @@ def test_every_series_the_alert_rules_use_is_exported() -> None:
     recent = engine.rolling(pipeline.calls.now, cfg.kpi.interval_s)["queues"]
     need = needs(recent, cfg.kpi.interval_s, {q: cfg.kpi.queue(q) for q in recent}, {})
     collector.publish(
-        build_families(pipeline.tallies, live, health, windows, cfg.kpi)
+        build_families(pipeline.tallies, live, health, windows, cfg.kpi, oncall_hotlines=("water",))
         + daemon_families(daemon)
         + workforce_families(need, staffed(live))
     )

@@ -101,6 +101,7 @@ class CallFlow:
         ctx = CallContext(
             caller=caller, now=datetime.fromtimestamp(now, self.tz), now_ts=now,
             repeat=self.recent.seen(req.caller, now), notices=self.flow.notices, on_duty=self.book.on_duty(),
+            logged_in=self.book.logged_in(),
         )  # fmt: skip
         try:
             await run_steps(session, hotline_script(hotline, self.flow.routing, ctx))

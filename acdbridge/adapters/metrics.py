@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from acdbridge.core.kpi import KpiConfig, KpiEngine, Kpis
+from acdbridge.core.oncall import ONCALL_OUTCOMES
 from acdbridge.core.tallies import Histogram, LiveGauges, Tallies
 from acdbridge.core.workforce import Need
 
@@ -167,11 +168,17 @@ def _histogram(
 histogram_family = _histogram  # for the adapters that export their own (adapters/webhooks.py)
 
 
-def _call_flow_families(tallies: Tallies) -> list[Metric]:
+def _call_flow_families(tallies: Tallies, oncall_hotlines: Iterable[str]) -> list[Metric]:
     ivr = CounterMetricFamily("acd_ivr_calls", "Greeting (IVR) legs finished, by outcome",
                               labels=["hotline", "outcome"])  # fmt: skip
     for (hotline, outcome), n in sorted(tallies.ivr.items()):
         ivr.add_metric([hotline, outcome], n)
+    # every outcome of every hotline with a rota from the start: an alert's increase() needs the 0
+    oncall_counts = {(h, o): 0 for h in oncall_hotlines for o in ONCALL_OUTCOMES} | dict(tallies.oncall)
+    oncall = CounterMetricFamily("acd_oncall_calls", "Urgent calls for the on-call engineer, by outcome",
+                                 labels=["hotline", "outcome"])  # fmt: skip
+    for (hotline, outcome), n in sorted(oncall_counts.items()):
+        oncall.add_metric([hotline, outcome], n)
     surveys = CounterMetricFamily(
         "acd_survey_responses", "Post-call survey scores", labels=["queue", "score"]
     )
@@ -188,7 +195,7 @@ def _call_flow_families(tallies: Tallies) -> list[Metric]:
         notices.add_metric(list(key3), n)
     ivr_time = [((h,), hist) for h, hist in tallies.ivr_time.items()]
     greeting_time = _histogram("acd_ivr_seconds", "Time in the greeting", ["hotline"], ivr_time)
-    return [ivr, notices, surveys, codes, greeting_time]
+    return [ivr, notices, oncall, surveys, codes, greeting_time]
 
 
 def _window_families(windows: KpiWindows, kpi_config: KpiConfig | None) -> list[Metric]:
@@ -242,6 +249,7 @@ def build_families(
     health: Health | None,
     windows: KpiWindows | None = None,
     kpi_config: KpiConfig | None = None,
+    oncall_hotlines: Iterable[str] = (),
 ) -> list[Metric]:
     calls = CounterMetricFamily(
         "acd_queue_calls", "Queue visits finished, by outcome", labels=["queue", "outcome"]
@@ -262,7 +270,7 @@ def build_families(
     hists = {"talk": tallies.talk, "hold": tallies.hold, "wrap": tallies.wrap}
     per_queue = {name: [((q,), h) for q, h in by_queue.items()] for name, by_queue in hists.items()}
     families: list[Metric] = [
-        calls, short, rings, transfers, *_call_flow_families(tallies),
+        calls, short, rings, transfers, *_call_flow_families(tallies, oncall_hotlines),
         _histogram("acd_queue_wait_seconds", "Wait in the queue", ["queue", "outcome"], tallies.wait.items()),
         _histogram("acd_talk_seconds", "Talk time, hold excluded", ["queue"], per_queue["talk"]),
         _histogram("acd_hold_seconds", "Hold time per answered call", ["queue"], per_queue["hold"]),

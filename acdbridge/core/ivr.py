@@ -9,9 +9,10 @@ and with the tracker (core/legs.py reads them back from AMI VarSet events):
   agent's screen pop, inherited by the agent's channel), __ACD_NOTICE before a notice plays (the
   screen pop's too) and ACD_NOTICE_END once it has, ACD_CALLTYPE, ACD_LANG, ACD_VIP,
   ACD_RECORDING and ACD_RECORD (the recording notice, the caller's choice: docs/recording.md),
-  QUEUE_PRIO, QUEUE_MAX_PENALTY, ACD_RULE, ACD_SURVEY, ACD_QUEUE (the dialplan's target; "-":
-  hang up; unset: the daemon failed, the dialplan uses its default queue) and last ACD_IVR
-  (routed | closed: the leg ends)."""
+  QUEUE_PRIO, QUEUE_MAX_PENALTY, ACD_RULE, ACD_SURVEY, ACD_URGENT, ACD_QUEUE (the dialplan's
+  target; "-": hang up; unset: the daemon failed, the dialplan uses its default queue) and last
+  ACD_IVR (routed | closed: the leg ends; oncall: the dialplan dials ACD_ONCALL, each number for
+  ACD_ONCALL_RING seconds, and the leg ends with the on-call outcome, core/legs.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from acdbridge.core.routing import RoutingConfig, route
+from acdbridge.core.oncall import ONCALL_SEP, OncallShift, oncall_reason, shift_now
+from acdbridge.core.routing import RoutingConfig, route, urgent_priority
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RECORD_MODES = ("always", "consent", "never")
@@ -47,6 +49,8 @@ class Hotline:
     survey: bool = True
     record: str = "never"  # always | consent (the caller may opt out) | never
     record_optout_key: str = "9"
+    urgent: frozenset[str] = frozenset()  # call types that get top priority, or the on-call rota
+    oncall: tuple[OncallShift, ...] = ()  # the on-call rota (core/oncall.py): first match wins
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class CallContext:
     repeat: bool = False  # the same number called within the repeat window
     notices: tuple[Notice, ...] = ()
     on_duty: Mapping[str, Iterable[int]] | None = None  # queue -> penalties of available members
+    logged_in: Mapping[str, int] | None = None  # queue -> members logged in; None: not known yet
     summary: dict[str, str] = field(default_factory=dict)  # filled in by the script, for the log
 
 
@@ -138,16 +143,58 @@ def hotline_script(
     ctx.summary.update(hotline=hotline.name, language=language)
 
     state = is_open(hotline, ctx.now)
-    if state != "open":
-        yield Play(prompt(hotline, state))
-        ctx.summary["outcome"] = state
-        yield SetVar("ACD_QUEUE", "-")
-        yield SetVar("ACD_IVR", "closed")
+    # outside hours an urgent call type may still reach the on-call engineer: ask for the type first
+    shift = shift_now(hotline.oncall, ctx.now) if hotline.urgent else None
+    if state != "open" and shift is None:
+        yield from _closed(hotline, ctx, state)
         return
 
+    call_type = yield from _greeting(hotline, ctx)
+    decision = route(call_type, language, routing, vip=vip, repeat=ctx.repeat, on_duty=ctx.on_duty)
+    queue = decision.queue if decision else hotline.default_queue
+    urgent = call_type in hotline.urgent
+    reason = oncall_reason(state, queue, ctx.logged_in) if urgent and shift else ""
+    classified = (SetVar("ACD_CALLTYPE", call_type), SetVar("ACD_LANG", language))
+    if shift is not None and reason:
+        yield from classified
+        yield from _oncall(shift, reason, ctx, call_type)
+        return
+    if state != "open":  # a call type that is not urgent: closed, as without a rota
+        yield from classified
+        ctx.summary["call_type"] = call_type
+        yield from _closed(hotline, ctx, state)
+        return
+    yield from _recording(hotline, ctx)  # before ACD_CALLTYPE: the dialplan sees ACD_RECORD in time
+    yield from classified
+    yield SetVar("__ACD_SKILLS", ",".join(decision.skills) if decision else "")
+    if decision is not None:
+        yield SetVar("QUEUE_MAX_PENALTY", str(decision.max_penalty))
+        yield SetVar("ACD_RULE", decision.rule)
+        if decision.note:
+            ctx.summary["note"] = decision.note
+    priority = urgent_priority(routing) if urgent else (decision.priority if decision else 0)
+    if urgent:
+        yield SetVar("ACD_URGENT", "1")
+    if priority:
+        yield SetVar("QUEUE_PRIO", str(priority))
+    yield SetVar("ACD_SURVEY", "1" if hotline.survey else "0")
+    ctx.summary.update(call_type=call_type, queue=queue, outcome="routed")
+    yield SetVar("ACD_QUEUE", queue)
+    yield SetVar("ACD_IVR", "routed")
+
+
+def _closed(hotline: Hotline, ctx: CallContext, state: str) -> Generator[Step, str | None, None]:
+    yield Play(prompt(hotline, state))
+    ctx.summary["outcome"] = state
+    yield SetVar("ACD_QUEUE", "-")
+    yield SetVar("ACD_IVR", "closed")
+
+
+def _greeting(hotline: Hotline, ctx: CallContext) -> Generator[Step, str | None, str]:
+    """The greeting, the notices in force for the caller's area, the menu: the call type."""
     digits = "".join(sorted(hotline.menu))
     pressed = yield Play(prompt(hotline, "greeting"), digits)
-    area = caller.area if caller else ""
+    area = ctx.caller.area if ctx.caller else ""
     for notice in ctx.notices:
         if pressed:
             break
@@ -165,24 +212,19 @@ def hotline_script(
     call_type = yield from _menu(hotline, pressed)
     if call_type is None:
         call_type, ctx.summary["menu"] = hotline.default_call_type, "default"
-    yield from _recording(hotline, ctx)
+    return call_type
 
-    decision = route(call_type, language, routing, vip=vip, repeat=ctx.repeat, on_duty=ctx.on_duty)
-    queue = decision.queue if decision else hotline.default_queue
-    yield SetVar("ACD_CALLTYPE", call_type)
-    yield SetVar("ACD_LANG", language)
-    yield SetVar("__ACD_SKILLS", ",".join(decision.skills) if decision else "")
-    if decision is not None:
-        yield SetVar("QUEUE_MAX_PENALTY", str(decision.max_penalty))
-        yield SetVar("ACD_RULE", decision.rule)
-        if decision.priority:
-            yield SetVar("QUEUE_PRIO", str(decision.priority))
-        if decision.note:
-            ctx.summary["note"] = decision.note
-    yield SetVar("ACD_SURVEY", "1" if hotline.survey else "0")
-    ctx.summary.update(call_type=call_type, queue=queue, outcome="routed")
-    yield SetVar("ACD_QUEUE", queue)
-    yield SetVar("ACD_IVR", "routed")
+
+def _oncall(
+    shift: OncallShift, reason: str, ctx: CallContext, call_type: str
+) -> Generator[Step, str | None, None]:
+    """Hand the call to the dialplan's [acd-oncall]: ACD_QUEUE stays unset, so a dialplan that
+    predates it still queues the caller rather than hanging up."""
+    yield SetVar("ACD_URGENT", "1")
+    yield SetVar("ACD_ONCALL", ONCALL_SEP.join(shift.numbers))
+    yield SetVar("ACD_ONCALL_RING", str(shift.ring_s))
+    ctx.summary.update(call_type=call_type, outcome="oncall", oncall=reason)
+    yield SetVar("ACD_IVR", "oncall")
 
 
 def _menu(hotline: Hotline, pressed: str | None) -> Generator[Step, str | None, str | None]:

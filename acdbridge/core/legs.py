@@ -6,8 +6,13 @@ An IVR leg starts at ACD_HOTLINE and ends at ACD_IVR (routed | closed), at the c
 QueueCallerJoin when the script failed half-way (the dialplan fell back: `fallback`), or at the
 caller's Hangup while still in the script: `ivr_abandoned`, never a queue abandon -- or `informed`
 when the caller hangs up during a service notice or within INFORMED_S of its end (they heard
-what they called about: a deflected call, counted per notice). A disposition
-from the web desk comes as the AMI UserEvent AcdDisposition with the same value as *55N's."""
+what they called about: a deflected call, counted per notice). ACD_IVR=oncall
+(an urgent call for the on-call engineer, core/oncall.py) keeps it open while the dialplan dials:
+it ends `oncall_answered` at the answering channel's ACD_ONCALL_ANSWERED (its value: the caller's
+Uniqueid), `oncall_unanswered` at ACD_ONCALL_RESULT=unanswered (every number tried) or
+`oncall_abandoned` at the caller's Hangup; `oncall` names the number dialled last (ACD_ONCALL_AT).
+A disposition from the web desk comes as the AMI UserEvent AcdDisposition with the same value as
+*55N's."""
 
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ class IvrLeg:
     vip: bool = False
     queue: str = ""
     recording: str = ""  # always | consent | opted_out; "": the hotline does not record
+    urgent: bool = False  # an urgent call type (ACD_URGENT)
+    oncall: str = ""  # the on-call number dialled last: the one that answered, if any
+    dialling: bool = False  # ACD_IVR=oncall seen: the dialplan is ringing the on-call numbers
     notice: str = ""  # the service notice the caller heard (or was hearing)
     notice_end_ts: float | None = None  # None while it plays
 
@@ -61,6 +69,8 @@ def leg_record(leg: IvrLeg, end_ts: float, outcome: str) -> Record:
         "queue": leg.queue,
         "recording": leg.recording,
         "notice": leg.notice,
+        "urgent": leg.urgent,
+        "oncall": leg.oncall,
     }
 
 
@@ -97,7 +107,9 @@ class LegTracker:
             self.on_leg(leg_record(leg, ts, "fallback"))
         elif msg.name == "Hangup" and uid in self.open:
             leg = self.open.pop(uid)
-            self.on_leg(leg_record(leg, ts, "informed" if _informed(leg, ts) else "ivr_abandoned"))
+            abandoned = "informed" if _informed(leg, ts) else "ivr_abandoned"
+            outcome = "oncall_abandoned" if leg.dialling else abandoned
+            self.on_leg(leg_record(leg, ts, outcome))
 
     def _varset(self, name: str, value: str, uid: str, h: dict[str, str], ts: float) -> None:
         if name == "ACD_HOTLINE":
@@ -121,6 +133,11 @@ class LegTracker:
                 return
             self._feedback("disposition", call, code, interface, ts, resolved == "1")
             return
+        if name == "ACD_ONCALL_ANSWERED":  # set on the answering channel, naming the caller's
+            answered = self.open.get(value)
+            if answered is not None and answered.dialling:
+                self.on_leg(leg_record(self.open.pop(value), ts, "oncall_answered"))
+            return
         leg = self.open.get(uid)
         if leg is None:
             return
@@ -138,8 +155,16 @@ class LegTracker:
             leg.notice_end_ts = ts
         elif name == "ACD_QUEUE" and value != "-":
             leg.queue = value
+        elif name == "ACD_URGENT":
+            leg.urgent = value == "1"
+        elif name == "ACD_ONCALL_AT":
+            leg.oncall = value
+        elif name == "ACD_IVR" and value == "oncall":
+            leg.dialling = True
         elif name == "ACD_IVR":
             self.on_leg(leg_record(self.open.pop(uid), ts, value))
+        elif name == "ACD_ONCALL_RESULT" and value == "unanswered" and leg.dialling:
+            self.on_leg(leg_record(self.open.pop(uid), ts, "oncall_unanswered"))
 
     def _feedback(
         self, kind: str, call: str, value: str, agent: str, ts: float, resolved: bool = False

@@ -115,6 +115,11 @@ def plan_sync(
     return actions
 
 
+def urgent_priority(cfg: RoutingConfig) -> int:
+    """QUEUE_PRIO of an urgent call: above every other priority routing gives (VIP, repeat)."""
+    return max(cfg.vip_priority, cfg.repeat_priority) + 1
+
+
 def route(
     call_type: str,
     language: str,
@@ -190,6 +195,16 @@ class MemberBook:
             self.paused.pop(key, None)
         elif name == "QueueStatusComplete":
             self.synced = True
+
+    def logged_in(self) -> dict[str, int] | None:
+        """queue -> members, paused or not (an urgent call skips a queue nobody is in); None
+        until a listing completed on this connection: not known is not empty."""
+        if not self.synced:
+            return None
+        out: dict[str, int] = {}
+        for queue, _interface in self.penalty:
+            out[queue] = out.get(queue, 0) + 1
+        return out
 
     def on_duty(self) -> dict[str, list[int]]:
         """queue -> penalties of its members who are not paused (routing widens when no expert is)."""

@@ -69,6 +69,7 @@ class Tallies:
     ivr: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hotline, outcome)
     ivr_time: dict[str, Histogram] = field(default_factory=dict)
     notices: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (hotline, notice, result)
+    oncall: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hotline, answered|...)
     surveys: Counter[tuple[str, str]] = field(default_factory=Counter)  # (queue, score)
     dispositions: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (queue, code, resolved)
     overflowed: int = 0  # observations counted under "other" (MAX_SERIES)
@@ -92,6 +93,9 @@ class Tallies:
             result = "informed" if leg["outcome"] == "informed" else "continued"
             key = self._key(self.notices, (hotline, leg["notice"], result), (OTHER, OTHER, result))
             self.notices[key] += 1
+        outcome = str(leg["outcome"])
+        if outcome.startswith("oncall_"):  # an urgent call for the on-call engineer (core/legs.py)
+            self.oncall[self._key(self.oncall, (hotline, outcome[7:]), (OTHER, outcome[7:]))] += 1
 
     def add_feedback(self, f: Record) -> None:
         queue = f["queue"]

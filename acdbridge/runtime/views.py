@@ -7,6 +7,7 @@ in: the daemon passes the later of the stream's clock and the host's, a replay t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -45,6 +46,8 @@ class Views:
         self.history: dict[str, list[SlotLoad | None]] = {}
         self.history_for: float | None = None
         self.needs: dict[str, Need] = {}
+        # the hotlines with an on-call rota, as of the config in force (a reload changes them)
+        self.oncall_hotlines: Callable[[], Iterable[str]] = tuple
 
     def next_interval(self, now: float) -> tuple[float, float]:
         """The interval after the one in progress: what "next" staffs for."""
@@ -79,7 +82,9 @@ class Views:
         """The core's metric families: tallies, live gauges, the last refreshed windows."""
         live = self.live(now)
         self.waiting = sum(live.calls_waiting.values())
-        families = build_families(self.engine.pipeline.tallies, live, health, self.windows, self.kpi)
+        families = build_families(
+            self.engine.pipeline.tallies, live, health, self.windows, self.kpi, self.oncall_hotlines()
+        )
         families += workforce_families(self.needs, staffed(live))
         # when the window series were computed: a stalled refresh shows, and a replay can be
         # asked for the same moment (`acdbridge replay --metrics --at`)
