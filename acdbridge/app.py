@@ -23,6 +23,7 @@ from acdbridge.adapters.members import MembershipSync
 from acdbridge.adapters.metrics import new_registry, render
 from acdbridge.adapters.mqtt import MqttPublisher
 from acdbridge.adapters.store import Store, open_store
+from acdbridge.adapters.store.access import AccessRows
 from acdbridge.adapters.store.outbox import OutboxRows
 from acdbridge.adapters.store.privacy import PrivacyRows
 from acdbridge.adapters.store.recordings import RecordingRows
@@ -116,11 +117,13 @@ def build(cfg: Config, store: Store | None = None, config_path: Path | None = No
         views.oncall_hotlines = lambda: callflow.flow.oncall_hotlines()
     forecast = ForecastJob(store, views, pbx=cfg.store.pbx) if isinstance(store, PrivacyRows) else None
     registry, collector = new_registry(cfg.store.pbx)
+    supervisor = SupervisorFeed(engine, views, lambda: callflow.actions.flow if callflow else None,
+                                cfg.supervisor.limits)  # fmt: skip
+    if isinstance(store, AccessRows):  # both backends: the marks of earlier runs (today's abandons)
+        supervisor.restore_handled(store.audit_actions("abandon_handled", "ok", time.time() - 2 * 86400))
     http = web_site(cfg, registry, views, lambda: daemon.self_metrics.healthz(), store, callflow,
                     DeskFeed(engine, views, cast(History, store), targets=cfg.desk.targets,
-                             history_days=cfg.desk.history_days),
-                    SupervisorFeed(engine, views, lambda: callflow.actions.flow if callflow else None,
-                                   cfg.supervisor.limits))  # fmt: skip
+                             history_days=cfg.desk.history_days), supervisor)  # fmt: skip
     parts = Parts(cfg, store, writer, engine, views, inbox, ami, http, collector, stop, restarts={},
                   reloader=Reloader(config_path, callflow), journal=journal, checkpoints=checkpoints,
                   gaps=GapReader(cfg.ami.queue_log, journal, inbox.queue), callflow=callflow, agi=agi,

@@ -63,6 +63,20 @@ def test_accounts_are_site_wide_and_audit_rows_carry_the_pbx(make_store: Callabl
     sql = "SELECT pbx FROM audit ORDER BY id"
     rows = east.db.execute(sql).fetchall() if isinstance(east, SqliteStore) else east._select(sql, [])
     assert [r[0] for r in rows] == ["east", "west", "east"]
+    # one action's rows of this PBX alone, newest `limit` kept, oldest first (the handled marks)
+    for ts in (20.0, 21.0, 22.0):
+        east.audit(AuditEntry(ts, "sue", "abandon_handled", f"c{ts:g}|water", "ok"))
+    west.audit(AuditEntry(23.0, "bo", "abandon_handled", "w1|water", "ok"))
+    assert [e.target for e in east.audit_actions("abandon_handled", "ok", 0.0)] == [
+        "c20|water",
+        "c21|water",
+        "c22|water",
+    ]
+    assert [e.target for e in east.audit_actions("abandon_handled", "ok", 0.0, limit=2)] == [
+        "c21|water",
+        "c22|water",
+    ]
+    assert east.audit_actions("abandon_handled", "refused", 0.0) == []
 
 
 def test_a_schema_2_sqlite_store_gets_the_access_tables(

@@ -323,5 +323,11 @@ def test_the_stream_sends_changed_rows_only_and_abandons_can_be_marked_handled(s
                 "abandon_handled",
                 "refused",
             ) in rows
+            # a restarted daemon reads its marks back from the audit log: the call stays handled
+            restarted = SupervisorFeed(s.engine, Views(s.engine, KpiConfig()), lambda: s.actions.flow,
+                                       TimeLimits({}))  # fmt: skip
+            assert restarted.restore_handled(store.audit_actions("abandon_handled", "ok", 0.0)) == 1
+            assert restarted.handled[abandon["key"]].by == "admin"
+            assert store.audit_actions("abandon_handled", "ok", T0 + 1e9) == []  # only from `since`
 
     asyncio.run(main())

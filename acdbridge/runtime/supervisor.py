@@ -3,15 +3,17 @@ caller cards, the KPI windows the wallboard reads (runtime/views.py) and the KPI
 records (today's abandons), filtered to a supervisor's queues. The web side
 (adapters/web/supervisor.py) asks for it at each board refresh and sends what changed.
 
-Abandoned calls marked handled are kept here, in memory for the running daemon (the audit log
-keeps who marked which): `mark_handled` is the hook the callback feature will call too."""
+Abandoned calls marked handled are kept here; the audit log keeps who marked which, and a
+restarted daemon reads its marks back from there (`restore_handled`), so a call marked handled
+does not come back. `mark_handled` is the hook the callback feature will call too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from acdbridge.access.model import AuditEntry
 from acdbridge.core.desk import calls_by_agent
 from acdbridge.core.kpi import day_start
 from acdbridge.core.routing import memberships
@@ -64,6 +66,15 @@ class SupervisorFeed:
         for listener in self.on_handled:
             listener(key, mark)
         return True
+
+    def restore_handled(self, marks: Iterable[AuditEntry]) -> int:
+        """The marks of earlier runs, from the audit log's `abandon_handled` rows (oldest first)."""
+        before = len(self.handled)
+        for entry in marks:
+            if len(self.handled) >= MAX_HANDLED:
+                del self.handled[next(iter(self.handled))]
+            self.handled.setdefault(entry.target, Handled(entry.actor, entry.ts))
+        return len(self.handled) - before
 
     def _configured(self, flow: FlowConfig) -> dict[str, set[str]]:
         """agent -> their queues by routing, computed once per flow (a reload or a skill change

@@ -80,6 +80,14 @@ class AccessRows:
         values = [entry.ts, *(_text(getattr(entry, c)) for c in _AUDIT[1:]), self.pbx]
         self._change(self._sql(sql), values)
 
+    def audit_actions(self, action: str, outcome: str, since: float, limit: int = 10_000) -> list[AuditEntry]:
+        """This PBX's rows of one action and outcome from `since`, oldest first; the newest
+        `limit` of them (what a restarted daemon remembers by: abandons marked handled)."""
+        sql = (f"SELECT {', '.join(_AUDIT)} FROM audit WHERE pbx = ? AND action = ? AND outcome = ? "
+               "AND ts >= ? ORDER BY ts DESC, id DESC LIMIT ?")  # fmt: skip
+        rows = self._select(self._sql(sql), [self.pbx, action, outcome, since, limit])
+        return [AuditEntry(float(r[0]), *r[1:]) for r in reversed(rows)]
+
     def audit_entries(self, since: float, until: float, limit: int = 1000) -> list[AuditEntry]:
         """Every PBX's rows with since <= ts < until, oldest first, at most `limit`."""
         sql = f"SELECT {', '.join(_AUDIT)} FROM audit WHERE ts >= ? AND ts < ? ORDER BY ts, id LIMIT ?"
